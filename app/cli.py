@@ -1,0 +1,106 @@
+"""Command line: `serve` the API, and create / list / revoke API keys."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from app.auth import Authenticator, KeyFile
+from app.main import create_app
+from app.middleware import request_id_var
+from app.settings import Settings, load_settings
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_RequestIdFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _ensure_a_key(settings: Settings) -> None:
+    """First run: with auth on and no key anywhere, create one and show it once."""
+    authenticator = Authenticator(
+        KeyFile(settings.keys_file), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
+    )
+    if settings.allow_unauthenticated or authenticator.has_keys():
+        return
+    secret = authenticator.key_file.create("default")
+    print(
+        "\nNo API key existed, so one was created (name 'default'). It is shown only this once:\n\n"
+        f"    {secret}\n\nUse it as: Authorization: Bearer <key>   (stored hashed in {settings.keys_file})\n",
+        flush=True,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = load_settings(args.config, **overrides)
+    configure_logging(settings.log_level)
+    _ensure_a_key(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    key_file = KeyFile(settings.keys_file)
+    if args.action == "create":
+        try:
+            secret = key_file.create(args.name)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(secret)
+        print(f"created key {args.name!r}; the secret above is not stored and will not be shown again", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        for record in [*settings.api_keys, *key_file.records()]:
+            print(f"{record.name}\tcreated {record.created or '-'}\tsha256:{record.sha256[:12]}…")
+        return 0
+    if key_file.revoke(args.name):
+        print(f"revoked key {args.name!r}", file=sys.stderr)
+        return 0
+    print(f"error: no key named {args.name!r} in {settings.keys_file}", file=sys.stderr)
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser.add_argument("--config", help="YAML config file (default: $STT_CONFIG or configs/default.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(handler=_serve)
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("name")
+    key_actions.add_parser("list", help="list key names (never secrets)")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    keys.set_defaults(handler=_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    return int(handler(args))

@@ -1,0 +1,274 @@
+"""Parse OpenAI's multipart audio form (bracket lists, ``key[sub]`` objects, string scalars)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.datastructures import FormData, UploadFile
+
+from app.errors import APIError, invalid_value
+from app.protocol import (
+    TRANSLATION_FORMATS,
+    AudioRequest,
+    ChunkingStrategy,
+    KnownSpeaker,
+    ResponseFormat,
+    ServerVad,
+)
+from engines.languages import normalize_language
+
+MAX_KNOWN_SPEAKERS = 4
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+class Fields:
+    """The form as plain values: ``x[]`` and ``x`` are one list, ``x[a]`` becomes ``{"a": ...}``."""
+
+    def __init__(self, form: FormData) -> None:
+        self.lists: dict[str, list[str | UploadFile]] = {}
+        self.objects: dict[str, dict[str, str]] = {}
+        for key, value in form.multi_items():
+            if key.endswith("[]"):
+                key = key[:-2]
+            elif "[" in key and key.endswith("]"):
+                name, _, sub = key[:-1].partition("[")
+                if isinstance(value, str):
+                    self.objects.setdefault(name, {})[sub] = value
+                continue
+            self.lists.setdefault(key, []).append(value)
+
+    def text(self, key: str) -> str | None:
+        values = self.lists.get(key)
+        if not values:
+            return None
+        value = values[-1]
+        if not isinstance(value, str):
+            raise invalid_value(key, f"'{key}' must be a string, not a file.")
+        return value
+
+    def texts(self, key: str) -> list[str]:
+        values: list[str] = []
+        for value in self.lists.get(key, []):
+            if not isinstance(value, str):
+                raise invalid_value(key, f"'{key}' must be a string, not a file.")
+            values.extend(_split_list(value))
+        return values
+
+    def upload(self, key: str) -> UploadFile | None:
+        for value in self.lists.get(key, []):
+            if isinstance(value, UploadFile):
+                return value
+        return None
+
+
+def _split_list(value: str) -> list[str]:
+    """Some clients send a list as one JSON array string; accept that too."""
+    stripped = value.strip()
+    if stripped.startswith("["):
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError:
+            return [value]
+        if isinstance(parsed, list):
+            return [str(item) for item in parsed]
+    return [value]
+
+
+def parse_bool(key: str, value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise invalid_value(key, f"'{key}' must be true or false, got {value!r}.")
+
+
+def parse_float(key: str, value: str | None, default: float, *, low: float, high: float) -> float:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise invalid_value(key, f"'{key}' must be a number, got {value!r}.") from None
+    if not low <= number <= high:
+        raise invalid_value(key, f"'{key}' must be between {low:g} and {high:g}, got {number:g}.")
+    return number
+
+
+def _required_text(fields: Fields, key: str) -> str:
+    value = fields.text(key)
+    if value is None or not value.strip():
+        raise APIError(400, f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key)
+    return value.strip()
+
+
+def _response_format(fields: Fields, allowed: Iterable[ResponseFormat]) -> ResponseFormat:
+    raw = fields.text("response_format")
+    allowed = list(allowed)
+    if raw is None or raw.strip() == "":
+        return ResponseFormat.JSON
+    try:
+        fmt = ResponseFormat(raw.strip())
+    except ValueError:
+        fmt = None
+    if fmt is None or fmt not in allowed:
+        names = ", ".join(f.value for f in allowed)
+        raise invalid_value(
+            "response_format", f"Unsupported response_format {raw!r}; use one of: {names}.", code="unsupported_value"
+        )
+    return fmt
+
+
+def _language(fields: Fields) -> str | None:
+    raw = fields.text("language")
+    if raw is None or not raw.strip():
+        return None
+    code = normalize_language(raw)
+    if code is None:
+        raise invalid_value(
+            "language", f"Unsupported language {raw!r}; use an ISO-639-1 code such as 'en'.", code="unsupported_value"
+        )
+    return code
+
+
+def _chunking(fields: Fields) -> ChunkingStrategy | None:
+    obj: dict[str, Any] | None = fields.objects.get("chunking_strategy")
+    raw = fields.text("chunking_strategy")
+    if obj is None and raw is not None:
+        stripped = raw.strip()
+        if stripped in ("", "null", "none"):
+            return None
+        if stripped == "auto":
+            return ChunkingStrategy(type="auto")
+        try:
+            parsed = json.loads(stripped)
+        except json.JSONDecodeError:
+            raise invalid_value(
+                "chunking_strategy", "chunking_strategy must be 'auto' or a server_vad object."
+            ) from None
+        if parsed == "auto":
+            return ChunkingStrategy(type="auto")
+        if not isinstance(parsed, dict):
+            raise invalid_value("chunking_strategy", "chunking_strategy must be 'auto' or a server_vad object.")
+        obj = parsed
+    if obj is None:
+        return None
+    kind = str(obj.get("type", "server_vad"))
+    if kind not in ("server_vad", "auto"):
+        raise invalid_value(
+            "chunking_strategy.type", f"Unsupported chunking_strategy type {kind!r}.", code="unsupported_value"
+        )
+    defaults = ServerVad()
+    vad = ServerVad(
+        threshold=_object_float(obj, "threshold", defaults.threshold, 0.0, 1.0),
+        silence_duration_ms=int(_object_float(obj, "silence_duration_ms", defaults.silence_duration_ms, 0, 60_000)),
+        prefix_padding_ms=int(_object_float(obj, "prefix_padding_ms", defaults.prefix_padding_ms, 0, 60_000)),
+    )
+    return ChunkingStrategy(type="server_vad" if kind == "server_vad" else "auto", vad=vad)
+
+
+def _object_float(obj: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = obj.get(key)
+    return parse_float(f"chunking_strategy.{key}", None if value is None else str(value), default, low=low, high=high)
+
+
+def _known_speakers(fields: Fields) -> tuple[KnownSpeaker, ...]:
+    names = fields.texts("known_speaker_names")
+    references = fields.texts("known_speaker_references")
+    if not names and not references:
+        return ()
+    if len(names) != len(references):
+        raise invalid_value(
+            "known_speaker_references",
+            f"known_speaker_names has {len(names)} entries but known_speaker_references has "
+            f"{len(references)}; they must pair up one to one.",
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS:
+        raise invalid_value("known_speaker_names", f"At most {MAX_KNOWN_SPEAKERS} known speakers are supported.")
+    speakers = []
+    for index, (name, reference) in enumerate(zip(names, references, strict=True)):
+        if not name.strip():
+            raise invalid_value("known_speaker_names", f"known_speaker_names[{index}] is empty.")
+        speakers.append(KnownSpeaker(name=name.strip(), reference=_data_url_bytes(reference, index)))
+    return tuple(speakers)
+
+
+def _data_url_bytes(url: str, index: int) -> bytes:
+    param = "known_speaker_references"
+    header, sep, payload = url.strip().partition(",")
+    if not sep or not header.startswith("data:") or ";base64" not in header:
+        raise invalid_value(
+            param, f"known_speaker_references[{index}] must be a base64 data URL (data:audio/...;base64,...)."
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_value(param, f"known_speaker_references[{index}] is not valid base64.") from None
+
+
+async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) -> AudioRequest:
+    """Validate the form of /audio/transcriptions or /audio/translations into an AudioRequest."""
+    fields = Fields(form)
+    upload = fields.upload("file")
+    if upload is None:
+        if fields.lists.get("file"):
+            raise invalid_value("file", "'file' must be sent as a file upload in multipart/form-data.")
+        raise APIError(400, "Missing required parameter: 'file'.", code="missing_required_parameter", param="file")
+    model = _required_text(fields, "model")
+    translate = task == "translate"
+    response_format = _response_format(fields, TRANSLATION_FORMATS if translate else ResponseFormat)
+    granularities = set(fields.texts("timestamp_granularities")) or {"segment"}
+    unknown = granularities - {"segment", "word"}
+    if unknown:
+        raise invalid_value(
+            "timestamp_granularities",
+            f"Unsupported timestamp granularity {sorted(unknown)[0]!r}; use 'segment' and/or 'word'.",
+            code="unsupported_value",
+        )
+    if "word" in granularities and response_format is not ResponseFormat.VERBOSE_JSON:
+        raise invalid_value(
+            "timestamp_granularities",
+            "timestamp_granularities 'word' is only supported with response_format 'verbose_json'.",
+        )
+    include = set(fields.texts("include"))
+    if include - {"logprobs"}:
+        raise invalid_value(
+            "include", f"Unsupported include value {sorted(include - {'logprobs'})[0]!r}.", code="unsupported_value"
+        )
+    logprobs = "logprobs" in include
+    if logprobs and response_format is not ResponseFormat.JSON:
+        raise invalid_value("include", "include[]=logprobs is only supported with response_format 'json'.")
+    explicit_granularities = bool(fields.texts("timestamp_granularities"))
+    data = await upload.read()
+    if len(data) > max_upload_bytes:
+        raise APIError(
+            413,
+            f"Request body too large: the maximum upload size is {max_upload_bytes} bytes.",
+            code="request_too_large",
+            param="file",
+        )
+    if not data:
+        raise invalid_value("file", "The audio file is empty.")
+    return AudioRequest(
+        task="translate" if translate else "transcribe",
+        file=data,
+        filename=upload.filename or "upload",
+        model=model,
+        response_format=response_format,
+        language=None if translate else _language(fields),
+        prompt=fields.text("prompt") or None,
+        temperature=parse_float("temperature", fields.text("temperature"), 0.0, low=0.0, high=1.0),
+        word_timestamps="word" in granularities,
+        segment_timestamps="segment" in granularities or not explicit_granularities,
+        logprobs=logprobs,
+        stream=False if translate else parse_bool("stream", fields.text("stream")),
+        chunking=None if translate else _chunking(fields),
+        known_speakers=() if translate else _known_speakers(fields),
+    )

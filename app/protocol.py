@@ -1,0 +1,63 @@
+"""Typed requests for the audio endpoints, free of any web-framework types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+
+class ResponseFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    SRT = "srt"
+    VTT = "vtt"
+    VERBOSE_JSON = "verbose_json"
+    DIARIZED_JSON = "diarized_json"
+
+
+TRANSLATION_FORMATS = frozenset(
+    {ResponseFormat.JSON, ResponseFormat.TEXT, ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON}
+)
+
+
+@dataclass(frozen=True)
+class ServerVad:
+    """OpenAI's ``server_vad`` chunking parameters (defaults as documented by OpenAI)."""
+
+    threshold: float = 0.5
+    silence_duration_ms: int = 200
+    prefix_padding_ms: int = 300
+
+
+@dataclass(frozen=True)
+class ChunkingStrategy:
+    type: Literal["auto", "server_vad"]
+    vad: ServerVad = field(default_factory=ServerVad)
+
+
+@dataclass(frozen=True)
+class KnownSpeaker:
+    name: str
+    reference: bytes  # decoded bytes of the data URL
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """One transcription or translation request, validated."""
+
+    task: Literal["transcribe", "translate"]
+    file: bytes
+    filename: str
+    model: str
+    response_format: ResponseFormat = ResponseFormat.JSON
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float = 0.0
+    word_timestamps: bool = False
+    segment_timestamps: bool = True
+    logprobs: bool = False
+    stream: bool = False
+    chunking: ChunkingStrategy | None = None
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)

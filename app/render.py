@@ -1,0 +1,120 @@
+"""Render one transcript as json, text, srt, vtt or verbose_json, with the right Content-Type."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.protocol import AudioRequest, ResponseFormat
+from app.settings import UsageKind
+from app.usage import duration_usage, usage_for
+from engines.languages import language_name
+from engines.types import Segment, TokenLogprob, Transcript
+
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+VTT_TYPE = "text/vtt; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    media_type: str
+
+
+def render(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind) -> Rendered:
+    fmt = request.response_format
+    if fmt is ResponseFormat.TEXT:
+        return Rendered((transcript.text + "\n").encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.SRT:
+        return Rendered(srt(transcript.segments).encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.VTT:
+        return Rendered(vtt(transcript.segments).encode(), VTT_TYPE)
+    if fmt is ResponseFormat.VERBOSE_JSON:
+        return _json(verbose_json(transcript, request))
+    return _json(json_body(transcript, request, usage_kind))
+
+
+def _json(body: dict[str, Any]) -> Rendered:
+    return Rendered(json.dumps(body, ensure_ascii=False).encode(), JSON_TYPE)
+
+
+def logprobs_body(logprobs: list[TokenLogprob]) -> list[dict[str, Any]]:
+    return [{"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.bytes)} for lp in logprobs]
+
+
+def json_body(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": transcript.text}
+    if request.logprobs:
+        body["logprobs"] = logprobs_body(transcript.logprobs)
+    if request.task == "transcribe":
+        body["usage"] = usage_for(usage_kind, transcript)
+    return body
+
+
+def segment_body(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "seek": segment.seek,
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text,
+        "tokens": segment.tokens,
+        "temperature": segment.temperature,
+        "avg_logprob": segment.avg_logprob,
+        "compression_ratio": segment.compression_ratio,
+        "no_speech_prob": segment.no_speech_prob,
+    }
+
+
+def verbose_json(transcript: Transcript, request: AudioRequest) -> dict[str, Any]:
+    translate = request.task == "translate"
+    body: dict[str, Any] = {
+        "task": request.task,
+        # A translation's language is that of its output, as OpenAI reports it.
+        "language": "english" if translate else language_name(transcript.info.language),
+        "duration": round(transcript.info.duration, 3),
+        "text": transcript.text,
+    }
+    if request.segment_timestamps:
+        body["segments"] = [segment_body(s) for s in transcript.segments]
+    if request.word_timestamps:
+        body["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for w in transcript.words]
+    if not translate:
+        body["usage"] = duration_usage(transcript)
+    return body
+
+
+def format_timestamp(seconds: float, *, decimal: str) -> str:
+    """HH:MM:SS<decimal>mmm, rounded to the millisecond; hours grow past 99 if they must."""
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def _cues(segments: list[Segment]) -> list[tuple[float, float, str]]:
+    cues = []
+    for segment in segments:
+        text = segment.text.strip()
+        if text:
+            cues.append((segment.start, max(segment.start, segment.end), text))
+    return cues
+
+
+def srt(segments: list[Segment]) -> str:
+    blocks = [
+        f"{n}\n{format_timestamp(start, decimal=',')} --> {format_timestamp(end, decimal=',')}\n{text}\n"
+        for n, (start, end, text) in enumerate(_cues(segments), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def vtt(segments: list[Segment]) -> str:
+    blocks = [
+        f"{format_timestamp(start, decimal='.')} --> {format_timestamp(end, decimal='.')}\n{text}\n"
+        for start, end, text in _cues(segments)
+    ]
+    return "WEBVTT\n\n" + "\n".join(blocks)

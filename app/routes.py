@@ -1,0 +1,82 @@
+"""HTTP routes: the OpenAI audio endpoints, the model list, and health."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.auth import Authenticator
+from app.errors import APIError
+from app.form import parse_audio_form
+from app.render import render
+from app.service import TranscriptionService
+from app.settings import Settings
+
+
+def _service(request: Request) -> TranscriptionService:
+    service: TranscriptionService = request.app.state.service
+    return service
+
+
+def require_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    authenticator: Authenticator = request.app.state.authenticator
+    key_name = authenticator.authenticate(authorization)
+    request.state.key_name = key_name
+    return key_name
+
+
+api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+public = APIRouter()
+
+
+async def _audio(request: Request, task: str) -> Response:
+    settings: Settings = request.app.state.settings
+    form = await request.form(max_files=8, max_fields=256, max_part_size=settings.max_form_field_bytes)
+    try:
+        audio_request = await parse_audio_form(form, task=task, max_upload_bytes=settings.max_upload_bytes)
+    finally:
+        await form.close()
+    service = _service(request)
+    if audio_request.stream:
+        raise APIError(400, "stream=true is not supported yet.", code="unsupported_value", param="stream")
+    transcript, route = await service.transcribe(audio_request)
+    rendered = render(transcript, audio_request, route.usage)
+    return Response(rendered.body, media_type=rendered.media_type)
+
+
+@api.post("/audio/transcriptions")
+async def create_transcription(request: Request) -> Response:
+    return await _audio(request, "transcribe")
+
+
+@api.post("/audio/translations")
+async def create_translation(request: Request) -> Response:
+    return await _audio(request, "translate")
+
+
+def _model_card(model_id: str, created: int) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": "local"}
+
+
+@api.get("/models")
+async def list_models(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    created: int = request.app.state.started_at
+    ids = [*settings.aliases, *settings.models]
+    return JSONResponse({"object": "list", "data": [_model_card(i, created) for i in ids]})
+
+
+@api.get("/models/{model_id:path}")
+async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    if model_id not in settings.aliases and model_id not in settings.models:
+        raise APIError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
+    return JSONResponse(_model_card(model_id, request.app.state.started_at))
+
+
+@public.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "time": str(int(time.time()))}

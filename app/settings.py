@@ -1,0 +1,117 @@
+"""All server settings, from a YAML file plus ``STT_*`` environment variables (env wins)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+
+UsageKind = Literal["duration", "tokens"]
+
+
+class ModelConfig(BaseModel):
+    """One local Whisper model."""
+
+    source: str = Field(
+        description="`embedded:base`, `embedded:tiny.en`, a CTranslate2 directory, or a hub id / size name."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when a GPU is visible.")
+    compute_type: str = Field("auto", description="CTranslate2 compute type; auto: float16 on CUDA, int8 on CPU.")
+    cpu_threads: int = Field(0, ge=0, description="CPU threads for this model; 0: all available cores.")
+    beam_size: int = Field(5, ge=1, le=20, description="Beam size for temperature-0 decoding.")
+    max_concurrency: int = Field(1, ge=1, description="Inferences this model runs at once.")
+
+
+class AliasConfig(BaseModel):
+    """A public model name (e.g. `whisper-1`) served by a configured local model."""
+
+    model: str = Field(description="Key of an entry in `models`.")
+    usage: UsageKind = Field("tokens", description="Shape of `usage` in json answers: OpenAI's `duration` or `tokens`.")
+
+
+class ApiKeyRecord(BaseModel):
+    """A stored API key: its name and the SHA-256 of the secret, never the secret itself."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created: str | None = None
+
+
+class Settings(BaseSettings):
+    """Server configuration. Every field can be set in the YAML file or as `STT_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="STT_", env_nested_delimiter="__", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, description="Port to listen on.")
+    log_level: str = Field("info", description="Logging level.")
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="Local models by id.")
+    aliases: dict[str, AliasConfig] = Field(
+        default_factory=dict, description="Public model names mapped to local models."
+    )
+    local_model_usage: UsageKind = Field(
+        "duration", description="`usage` shape when a local model id is requested directly."
+    )
+    preload_models: list[str] = Field(
+        default_factory=list, description="Model ids loaded at start-up instead of on first use."
+    )
+    model_cache_dir: Path = Field(
+        PROJECT_ROOT / "var" / "models", description="Where assembled and downloaded weights live."
+    )
+    offline: bool = Field(True, description="Never contact a model hub; hub ids then load only from the cache.")
+    max_upload_bytes: int = Field(26_214_400, ge=1, description="Largest accepted audio upload (OpenAI: 25 MiB).")
+    max_form_field_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest non-file form field (e.g. a known-speaker data URL)."
+    )
+    max_audio_seconds: float = Field(
+        3 * 3600, gt=0, description="Longest accepted audio, checked before transcription starts."
+    )
+    keys_file: Path = Field(PROJECT_ROOT / "var" / "keys.json", description="JSON file of API key names and hashes.")
+    api_keys: list[ApiKeyRecord] = Field(
+        default_factory=list, description="Extra keys (name + sha256), e.g. from the environment as JSON."
+    )
+    allow_unauthenticated: bool = Field(False, description="Serve without API keys. Only for trusted local use.")
+
+    @model_validator(mode="after")
+    def _aliases_point_at_models(self) -> Settings:
+        for alias, target in self.aliases.items():
+            if target.model not in self.models:
+                raise ValueError(f"alias {alias!r} points at unknown model {target.model!r}")
+        for name in self.preload_models:
+            if name not in self.models and name not in self.aliases:
+                raise ValueError(f"preload_models names unknown model {name!r}")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: object) -> Settings:
+    """Settings from ``config_file`` (or $STT_CONFIG, or configs/default.yaml), env, then overrides."""
+    path = Path(config_file or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=path)
+
+    return _FromFile(**overrides)  # type: ignore[arg-type]

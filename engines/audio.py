@@ -1,0 +1,84 @@
+"""Decode uploaded audio bytes of any container into 16 kHz mono float32 samples with PyAV."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from engines.errors import AudioDecodeError, AudioTooLongError
+
+SAMPLE_RATE = 16_000
+
+Samples = npt.NDArray[np.float32]
+
+
+def decode_audio(data: bytes, *, max_duration: float | None = None, sample_rate: int = SAMPLE_RATE) -> Samples:
+    """Return mono float32 samples in [-1, 1]; the container is detected from the bytes.
+
+    Raises AudioDecodeError for anything that is not decodable audio or holds no samples,
+    and AudioTooLongError as soon as the audio is known to exceed ``max_duration``.
+    """
+    if not data:
+        raise AudioDecodeError("The audio file is empty.")
+    chunks = list(_decoded_chunks(data, max_duration=max_duration, sample_rate=sample_rate))
+    if not chunks:
+        raise AudioDecodeError("The audio file contains no audio samples.")
+    samples = np.concatenate(chunks)
+    if samples.size == 0:
+        raise AudioDecodeError("The audio file contains no audio samples.")
+    return samples
+
+
+def _decoded_chunks(data: bytes, *, max_duration: float | None, sample_rate: int) -> Iterator[Samples]:
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+    with container:
+        if not container.streams.audio:
+            raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
+        stream = container.streams.audio[0]
+        _check_declared_duration(container, stream, max_duration)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        limit_samples = None if max_duration is None else int(max_duration * sample_rate)
+        total = 0
+        try:
+            for frame in container.decode(stream):
+                frame.pts = None  # the resampler re-times frames; odd input pts would only confuse it
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    total += chunk.size
+                    if limit_samples is not None and total > limit_samples:
+                        assert max_duration is not None
+                        raise AudioTooLongError(total / sample_rate, max_duration)
+                    yield chunk
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+        except av.FFmpegError as exc:
+            if total == 0:
+                raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+            # A truncated tail after real audio: keep what decoded, as ffmpeg itself does.
+
+
+def _check_declared_duration(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, max_duration: float | None
+) -> None:
+    """Refuse over-long audio from the header alone, before decoding any of it."""
+    if max_duration is None:
+        return
+    declared: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / av.time_base
+    if declared is not None and declared > max_duration + 0.5:
+        raise AudioTooLongError(declared, max_duration)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

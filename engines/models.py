@@ -1,0 +1,103 @@
+"""Load Whisper models from embedded packages, local directories or hub ids, once each."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from faster_whisper import WhisperModel
+
+from engines.embedded import embedded_model_dir
+from engines.errors import ModelLoadError
+from engines.whisper import WhisperEngine, cuda_available
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+@dataclass(frozen=True)
+class WhisperSpec:
+    """Where a model comes from and how to run it.
+
+    ``source`` is ``embedded:<name>``, a local CTranslate2 directory, or a faster-whisper size
+    name / hub id (e.g. ``large-v3`` or ``Systran/faster-whisper-large-v3``) downloaded by
+    faster-whisper when the deployment has network and ``offline`` is false.
+    """
+
+    name: str
+    source: str
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    num_workers: int = 1
+    beam_size: int = 5
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
+    """auto → CUDA with float16 when a GPU is visible, else CPU with int8."""
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> WhisperEngine:
+    device, compute_type = resolve_device(spec.device, spec.compute_type)
+    threads = spec.cpu_threads or available_cores()
+    if spec.source.startswith(EMBEDDED_PREFIX):
+        location = str(embedded_model_dir(spec.source.removeprefix(EMBEDDED_PREFIX), cache_dir))
+    else:
+        location = spec.source
+    try:
+        model = WhisperModel(
+            location,
+            device=device,
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=spec.num_workers,
+            download_root=str(cache_dir / "hub"),
+            local_files_only=offline,
+        )
+    except Exception as exc:  # faster-whisper raises many types for a missing/broken model
+        hint = " (offline: only local directories and embedded models load)" if offline else ""
+        raise ModelLoadError(f"Could not load model {spec.name!r} from {spec.source!r}{hint}: {exc}") from exc
+    log.info("loaded model %s from %s on %s/%s, %d threads", spec.name, spec.source, device, compute_type, threads)
+    return WhisperEngine(model, name=spec.name, default_beam_size=spec.beam_size)
+
+
+class ModelRegistry:
+    """Loads each configured model at most once and shares it between all its aliases."""
+
+    def __init__(self, specs: dict[str, WhisperSpec], *, cache_dir: Path, offline: bool) -> None:
+        self._specs = specs
+        self._cache_dir = cache_dir
+        self._offline = offline
+        self._engines: dict[str, WhisperEngine] = {}
+        self._locks = {name: threading.Lock() for name in specs}
+
+    def get(self, name: str) -> WhisperEngine:
+        """The loaded engine for a configured model id (loads it on first use; blocking)."""
+        engine = self._engines.get(name)
+        if engine is not None:
+            return engine
+        with self._locks[name]:
+            engine = self._engines.get(name)
+            if engine is None:
+                engine = load_whisper(self._specs[name], cache_dir=self._cache_dir, offline=self._offline)
+                self._engines[name] = engine
+            return engine
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self._engines

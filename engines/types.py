@@ -1,0 +1,91 @@
+"""Plain data types shared by the engines and the service: decoding options and transcripts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Task = Literal["transcribe", "translate"]
+
+# Whisper's temperature fallback schedule, used when the caller asks for temperature 0.
+FALLBACK_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What one request asks of the recogniser."""
+
+    task: Task = "transcribe"
+    language: str | None = None
+    prompt: str | None = None
+    temperatures: tuple[float, ...] = FALLBACK_TEMPERATURES
+    word_timestamps: bool = False
+    logprobs: bool = False
+    beam_size: int = 5
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One decoded text token with its log-probability under the model."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+
+
+@dataclass
+class Segment:
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    words: list[Word] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TranscriptInfo:
+    """Known before the first segment is decoded."""
+
+    task: Task
+    language: str
+    language_probability: float
+    duration: float
+    prompt_tokens: int
+    audio_tokens: int
+
+
+@dataclass
+class Transcript:
+    info: TranscriptInfo
+    segments: list[Segment]
+
+    @property
+    def text(self) -> str:
+        return "".join(segment.text for segment in self.segments).strip()
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(len(segment.tokens) for segment in self.segments)
+
+    @property
+    def words(self) -> list[Word]:
+        return [word for segment in self.segments for word in segment.words]
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        return [lp for segment in self.segments for lp in segment.logprobs]

@@ -1,0 +1,200 @@
+"""Whisper through faster-whisper: transcribe or translate samples into timed segments and tokens."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import ctranslate2
+import numpy as np
+from faster_whisper import WhisperModel
+from faster_whisper.transcribe import Segment as FwSegment
+
+from engines.audio import SAMPLE_RATE, Samples
+from engines.errors import EngineError
+from engines.token_bytes import token_bytes
+from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
+
+# One encoder position covers 20 ms of audio (1500 positions per 30 s window).
+ENCODER_POSITIONS_PER_SECOND = 50
+
+
+class DecodingCancelled(EngineError):
+    """The caller asked to stop; raised between decoding windows."""
+
+
+@dataclass
+class _Generation:
+    """One call to the decoder, kept so log-probs can be computed for the tokens it chose."""
+
+    encoder_output: Any
+    prompt: list[int]
+    sequence: list[int]
+    logprobs: list[float] | None = None
+
+
+@dataclass
+class _Recorder:
+    """Wraps the CTranslate2 model for one request: records generations, honours cancellation."""
+
+    inner: Any
+    cancel: threading.Event | None
+    generations: list[_Generation] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self._check_cancel()
+        return self.inner.encode(*args, **kwargs)
+
+    def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
+        self._check_cancel()
+        results = self.inner.generate(encoder_output, prompts, **kwargs)
+        for result in results:
+            self.generations.append(_Generation(encoder_output, list(prompts[0]), list(result.sequences_ids[0])))
+        del self.generations[:-16]  # only the current window's fallbacks are ever looked up
+        return results
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DecodingCancelled("decoding was cancelled")
+
+
+class WhisperEngine:
+    """One loaded Whisper model; safe to share between requests and threads."""
+
+    def __init__(self, model: WhisperModel, *, name: str, default_beam_size: int = 5) -> None:
+        self.model = model
+        self.name = name
+        self.default_beam_size = default_beam_size
+        self._eot = model.hf_tokenizer.token_to_id("<|endoftext|>")
+        self._no_timestamps = model.hf_tokenizer.token_to_id("<|notimestamps|>")
+        self._timestamp_begin = self._no_timestamps + 1
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)
+
+    def transcribe(
+        self,
+        audio: Samples,
+        options: DecodeOptions,
+        cancel: threading.Event | None = None,
+    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+        """Start decoding; segments are produced lazily, window by window."""
+        recorder = _Recorder(self.model.model, cancel)
+        model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
+        model.model = recorder
+        fw_segments, fw_info = model.transcribe(
+            audio,
+            language=options.language,
+            task=options.task,
+            beam_size=options.beam_size,
+            temperature=list(options.temperatures),
+            initial_prompt=options.prompt or None,
+            word_timestamps=options.word_timestamps,
+            vad_filter=False,
+            condition_on_previous_text=True,
+        )
+        duration = float(len(audio)) / SAMPLE_RATE
+        info = TranscriptInfo(
+            task=options.task,
+            language=fw_info.language,
+            language_probability=float(fw_info.language_probability),
+            duration=duration,
+            prompt_tokens=self.count_tokens(options.prompt) if options.prompt else 0,
+            audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
+        )
+        return info, self._segments(fw_segments, recorder, options)
+
+    def _segments(self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions) -> Iterator[Segment]:
+        for index, fw in enumerate(fw_segments):
+            yield Segment(
+                id=index,
+                seek=int(fw.seek),
+                start=round(float(fw.start), 3),
+                end=round(float(fw.end), 3),
+                text=fw.text,
+                tokens=[int(t) for t in fw.tokens],
+                temperature=float(fw.temperature or 0.0),
+                avg_logprob=float(fw.avg_logprob),
+                compression_ratio=float(fw.compression_ratio),
+                no_speech_prob=float(fw.no_speech_prob),
+                words=_words(fw),
+                logprobs=self._token_logprobs(fw.tokens, recorder) if options.logprobs else [],
+            )
+
+    def _token_logprobs(self, tokens: list[int], recorder: _Recorder) -> list[TokenLogprob]:
+        """Log-probs of a segment's text tokens, scored by the decoder on the chosen sequence.
+
+        Beam search gives no per-step distribution, so the tokens it chose are scored again by
+        teacher forcing (CTranslate2's align) with the same prompt the decoder saw.
+        """
+        generation = _find_generation(recorder.generations, tokens)
+        if generation is None:
+            raise EngineError("internal: could not match a segment to its decoder output")
+        if generation.logprobs is None:
+            generation.logprobs = self._score(generation)
+        text_positions = [i for i, t in enumerate(generation.sequence) if t < self._eot]
+        start = _find_subsequence(generation.sequence, tokens)
+        wanted = set(range(start, start + len(tokens)))
+        out: list[TokenLogprob] = []
+        for k, position in enumerate(text_positions):
+            if position in wanted:
+                out.append(self._token_logprob(generation.sequence[position], generation.logprobs[k]))
+        return out
+
+    def _score(self, generation: _Generation) -> list[float]:
+        text_tokens = [t for t in generation.sequence if t < self._eot]
+        if not text_tokens:
+            return []
+        start_sequence = list(generation.prompt)
+        if start_sequence[-1] != self._no_timestamps:
+            start_sequence.append(self._no_timestamps)
+        frames = int(generation.encoder_output.shape[1]) * 2
+        result = self.model.model.align(generation.encoder_output, start_sequence, [text_tokens], frames)[0]
+        probs = np.asarray(result.text_token_probs, dtype=np.float64)
+        return [float(x) for x in np.log(np.clip(probs, 1e-30, 1.0))]
+
+    def _token_logprob(self, token_id: int, logprob: float) -> TokenLogprob:
+        raw = token_bytes(self.model.hf_tokenizer.id_to_token(token_id) or "")
+        return TokenLogprob(
+            token=raw.decode("utf-8", errors="replace"),
+            logprob=logprob,
+            bytes=tuple(raw),
+        )
+
+
+def _words(fw: FwSegment) -> list[Word]:
+    return [
+        Word(word=w.word, start=round(float(w.start), 3), end=round(float(w.end), 3),
+             probability=float(w.probability))
+        for w in (fw.words or [])
+    ]  # fmt: skip
+
+
+def _find_subsequence(haystack: list[int], needle: list[int]) -> int:
+    n = len(needle)
+    for i in range(len(haystack) - n + 1):
+        if haystack[i : i + n] == needle:
+            return i
+    return -1
+
+
+def _find_generation(generations: list[_Generation], tokens: list[int]) -> _Generation | None:
+    for generation in reversed(generations):
+        if _find_subsequence(generation.sequence, tokens) >= 0:
+            return generation
+    return None
+
+
+def cuda_available() -> bool:
+    return bool(ctranslate2.get_cuda_device_count() > 0)
