@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from app.errors import APIError
 from app.settings import ApiKeyRecord
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sk-gateway-"
 
@@ -33,7 +36,7 @@ class KeyFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._records: list[ApiKeyRecord] = []
 
     def records(self) -> list[ApiKeyRecord]:
@@ -43,11 +46,17 @@ class KeyFile:
             except FileNotFoundError:
                 self._stamp, self._records = None, []
                 return []
-            stamp = (stat.st_mtime, stat.st_size)
+            # The inode changes on every atomic rewrite, even within one mtime tick.
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
-                data = json.loads(self.path.read_text() or "{}")
-                self._records = [ApiKeyRecord.model_validate(r) for r in data.get("keys", [])]
                 self._stamp = stamp
+                try:
+                    data = json.loads(self.path.read_text() or "{}")
+                    self._records = [ApiKeyRecord.model_validate(r) for r in data.get("keys", [])]
+                except (ValueError, AttributeError, TypeError):
+                    # Fail closed: keys from a file we cannot read authenticate no one.
+                    log.error("API key file %s is not valid; no key from it is accepted", self.path)
+                    self._records = []
             return list(self._records)
 
     def _write(self, records: list[ApiKeyRecord]) -> None:

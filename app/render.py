@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +89,7 @@ def verbose_json(transcript: Transcript, request: AudioRequest) -> dict[str, Any
 
 def format_timestamp(seconds: float, *, decimal: str) -> str:
     """HH:MM:SS<decimal>mmm, rounded to the millisecond; hours grow past 99 if they must."""
-    millis = max(0, round(seconds * 1000))
+    millis = max(0, math.floor(seconds * 1000 + 0.5))  # half-up, not banker's rounding
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)

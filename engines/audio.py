@@ -43,25 +43,31 @@ def _decoded_chunks(data: bytes, *, max_duration: float | None, sample_rate: int
             raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
         stream = container.streams.audio[0]
         _check_declared_duration(container, stream, max_duration)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # Integer output makes FFmpeg average the channels when down-mixing; float output would
+        # sum them at -3 dB each and overshoot [-1, 1] on correlated stereo.
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
         limit_samples = None if max_duration is None else int(max_duration * sample_rate)
         total = 0
         try:
             for frame in container.decode(stream):
                 frame.pts = None  # the resampler re-times frames; odd input pts would only confuse it
                 for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    chunk = _to_float(out)
                     total += chunk.size
                     if limit_samples is not None and total > limit_samples:
                         assert max_duration is not None
                         raise AudioTooLongError(total / sample_rate, max_duration)
                     yield chunk
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                yield _to_float(out)
         except av.FFmpegError as exc:
             if total == 0:
                 raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
             # A truncated tail after real audio: keep what decoded, as ffmpeg itself does.
+
+
+def _to_float(frame: av.AudioFrame) -> Samples:
+    return (frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0).astype(np.float32, copy=False)
 
 
 def _check_declared_duration(

@@ -1,0 +1,207 @@
+"""Helpers for the benchmark: input audio, the long test file, timing statistics, memory, the server process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from app.settings import PROJECT_ROOT
+from engines.audio import SAMPLE_RATE, Samples, decode_audio
+
+SHORT_FILE = "en_osr_harvard72_8k.wav"
+LONG_FILE = "long_5min.wav"
+LONG_TARGET_SECONDS = 300.0
+GAP_SECONDS = 0.5
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm"})
+# Recordings named `xx_...` with a language code other than `en` are left out of the long file:
+# Whisper detects the language once, from the first 30 s, so foreign speech would be mis-decoded.
+_LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
+
+
+class BenchError(RuntimeError):
+    """A problem that stops the benchmark with a clear message (no traceback)."""
+
+
+def audio_dir() -> Path:
+    """The shared recordings folder: $STT_TEST_AUDIO_DIR, or <repo>/../shared/audio."""
+    path = Path(os.environ.get("STT_TEST_AUDIO_DIR") or PROJECT_ROOT.parent / "shared" / "audio")
+    if not (path / SHORT_FILE).is_file():
+        raise BenchError(
+            f"benchmark audio not found: {path / SHORT_FILE} does not exist. "
+            "Point STT_TEST_AUDIO_DIR at the folder holding the shared test recordings."
+        )
+    return path
+
+
+def long_file_sources(directory: Path) -> list[Path]:
+    """English recordings in ``directory`` (sorted, the short benchmark file first)."""
+    found = []
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or path.suffix.lower() not in AUDIO_SUFFIXES:
+            continue
+        match = _LANGUAGE_PREFIX.match(path.name)
+        if match is not None and match.group(1) != "en":
+            continue
+        found.append(path)
+    found.sort(key=lambda p: p.name != SHORT_FILE)
+    return found
+
+
+def build_long_file(directory: Path, target: Path, seconds: float = LONG_TARGET_SECONDS) -> Path:
+    """Concatenate the recordings (repeated as needed, with short gaps) into a 16 kHz 16-bit mono WAV."""
+    sources = long_file_sources(directory)
+    if not sources:
+        raise BenchError(f"no recordings to build the long file from in {directory}")
+    clips = [decode_audio(path.read_bytes()) for path in sources]
+    gap = np.zeros(int(GAP_SECONDS * SAMPLE_RATE), dtype=np.float32)
+    wanted = int(seconds * SAMPLE_RATE)
+    parts: list[Samples] = []
+    total = 0
+    while total < wanted:
+        for clip in clips:
+            parts.extend((clip, gap))
+            total += clip.size + gap.size
+            if total >= wanted:
+                break
+    samples = np.concatenate(parts)[:wanted]
+    write_wav(target, samples)
+    return target
+
+
+def write_wav(path: Path, samples: Samples, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write mono float samples in [-1, 1] as a 16-bit PCM WAV with the stdlib ``wave`` module."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm.tobytes())
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock seconds of the timed runs (warm-up excluded)."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.runs))
+
+    @property
+    def min(self) -> float:
+        return min(self.runs)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "runs_s": [round(t, 4) for t in self.runs],
+            "median_s": round(self.median, 4),
+            "min_s": round(self.min, 4),
+        }
+
+
+def own_peak_rss_mib() -> float:
+    """Peak resident memory of this process since it started (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def process_peak_rss_mib(pid: int) -> float:
+    """Peak resident memory (VmHWM) of another process since it started."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    """The real server, started as `python -m app serve` in a subprocess."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def run_server(
+    config: Path, workdir: Path, *, preload: str, env: Mapping[str, str] | None = None, startup_timeout: float = 300
+) -> Iterator[Server]:
+    """Start the server unauthenticated on 127.0.0.1 and a free port, with ``preload`` loaded before it answers."""
+    port = free_port()
+    child_env = {
+        **os.environ,
+        "STT_ALLOW_UNAUTHENTICATED": "true",
+        "STT_KEYS_FILE": str(workdir / "keys.json"),
+        "STT_PRELOAD_MODELS": json.dumps([preload]),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log_path = workdir / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "--config",
+        str(config),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_until_up(server, startup_timeout)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(f"server exited with code {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise BenchError(f"server did not start within {timeout:.0f} s:\n{server.log_tail()}")

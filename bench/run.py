@@ -1,0 +1,312 @@
+"""Time Whisper in-process against the same model through the HTTP server, and print and save the results."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from openai import OpenAI
+
+from app.errors import APIError
+from app.main import build_registry
+from app.protocol import AudioRequest
+from app.service import TranscriptionService
+from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
+from bench.common import (
+    LONG_FILE,
+    SHORT_FILE,
+    BenchError,
+    Timings,
+    audio_dir,
+    build_long_file,
+    own_peak_rss_mib,
+    process_peak_rss_mib,
+    run_server,
+    wav_seconds,
+)
+from engines.audio import decode_audio
+from engines.models import available_cores, resolve_device
+from engines.types import DecodeOptions
+from engines.whisper import WhisperEngine
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class BenchFile:
+    """One input: its path, its bytes (read once, as an upload would be) and its length."""
+
+    name: str
+    path: Path
+    data: bytes
+    audio_seconds: float
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Timed runs of one file on one path, the text produced, and the peak RSS of the measured process."""
+
+    timings: Timings
+    text: str
+    peak_rss_mib: float
+
+
+def time_runs(runs: int, once: Callable[[], str]) -> tuple[Timings, str]:
+    """Call ``once`` for a warm-up and then ``runs`` timed times; return the timings and the last text."""
+    text = once()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        text = once()
+        times.append(time.perf_counter() - start)
+    return Timings(tuple(times)), text
+
+
+def transcribe_once(engine: WhisperEngine, options: DecodeOptions, data: bytes, max_duration: float) -> str:
+    """Decode the uploaded bytes and transcribe them, consuming every segment; return the text."""
+    audio = decode_audio(data, max_duration=max_duration)
+    _, segments = engine.transcribe(audio, options)
+    return "".join(segment.text for segment in segments).strip()
+
+
+def _in_process_runs(settings: Settings, requested: str, files: Sequence[BenchFile], runs: int) -> list[Measured]:
+    registry = build_registry(settings)  # the same WhisperSpec (beam size, threads, compute type) as the server
+    service = TranscriptionService(settings, registry)
+    model_id = service.resolve(requested).model_id
+    print(f"in-process: loading model {model_id!r} …", flush=True)
+    engine = registry.get(model_id)
+    results = []
+    for item in files:
+        request = AudioRequest(task="transcribe", file=item.data, filename=item.name, model=requested)
+        options = service.decode_options(request, engine, model_id)  # as the service builds them for this request
+        once = partial(transcribe_once, engine, options, item.data, settings.max_audio_seconds)
+        print(f"in-process: {item.name} (warm-up + {runs} runs) …", flush=True)
+        timings, text = time_runs(runs, once)
+        results.append(Measured(timings, text, own_peak_rss_mib()))
+    return results
+
+
+def bench_in_process(settings: Settings, requested: str, files: Sequence[BenchFile], runs: int) -> list[Measured]:
+    """Decode and transcribe each file in this process as the service does for a default json request.
+
+    The model is referenced only inside ``_in_process_runs``, so it is freed when that returns.
+    """
+    results = _in_process_runs(settings, requested, files, runs)
+    gc.collect()
+    return results
+
+
+def bench_http(
+    config: Path, requested: str, model_id: str, files: Sequence[BenchFile], runs: int, workdir: Path
+) -> list[Measured]:
+    """Start the real server (``model_id`` preloaded) and POST each file to /v1/audio/transcriptions."""
+    print(f"http: starting the server (preloading {model_id!r}) …", flush=True)
+    with run_server(config, workdir, preload=model_id) as server:
+        client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=3600)
+        results = []
+        for item in files:
+
+            def once(item: BenchFile = item) -> str:
+                response = client.audio.transcriptions.create(
+                    model=requested, file=(item.name, item.data), response_format="json"
+                )
+                return response.text.strip()
+
+            print(f"http: {item.name} (warm-up + {runs} runs) …", flush=True)
+            timings, text = time_runs(runs, once)
+            results.append(Measured(timings, text, process_peak_rss_mib(server.process.pid)))
+    return results
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Both measurements of one file, and the figures derived from them."""
+
+    item: BenchFile
+    local: Measured
+    http: Measured
+
+    @property
+    def overhead_ratio(self) -> float:
+        return self.http.timings.median / self.local.timings.median
+
+    def rtf(self, measured: Measured) -> float:
+        """Real-time factor: seconds of audio per second of wall time (higher is faster)."""
+        return self.item.audio_seconds / measured.timings.median
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.item.name,
+            "audio_s": round(self.item.audio_seconds, 3),
+            "in_process": {
+                **self.local.timings.as_dict(),
+                "rtf": round(self.rtf(self.local), 3),
+                "bench_peak_rss_mib": round(self.local.peak_rss_mib, 1),
+            },
+            "http": {
+                **self.http.timings.as_dict(),
+                "rtf": round(self.rtf(self.http), 3),
+                "server_peak_rss_mib": round(self.http.peak_rss_mib, 1),
+            },
+            "overhead_ratio": round(self.overhead_ratio, 4),
+            "texts_match": self.local.text == self.http.text,
+            "words": len(self.http.text.split()),
+        }
+
+
+TABLE_HEADERS = (
+    "file",
+    "audio s",
+    "in-proc s med (min)",
+    "HTTP s med (min)",
+    "HTTP/in-proc",
+    "RTF in-proc",
+    "RTF HTTP",
+    "server peak RSS MiB",
+    "in-proc peak RSS MiB",
+)
+
+
+def table_row(result: FileResult) -> tuple[str, ...]:
+    local, http = result.local, result.http
+    return (
+        result.item.name,
+        f"{result.item.audio_seconds:.1f}",
+        f"{local.timings.median:.2f} ({local.timings.min:.2f})",
+        f"{http.timings.median:.2f} ({http.timings.min:.2f})",
+        f"{result.overhead_ratio:.3f}",
+        f"{result.rtf(local):.2f}x",
+        f"{result.rtf(http):.2f}x",
+        f"{http.peak_rss_mib:.0f}",
+        f"{local.peak_rss_mib:.0f}",
+    )
+
+
+def format_table(results: Sequence[FileResult]) -> str:
+    lines = [TABLE_HEADERS, *(table_row(result) for result in results)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADERS))]
+
+    def render(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return " | ".join((first, *rest))
+
+    rule = "-+-".join("-" * width for width in widths)
+    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--model", default="whisper-1", help="model name sent to the API (alias or local id)")
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per file and path, after one warm-up")
+    parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/<timestamp>.json)")
+    parser.add_argument("--config", type=Path, help="server YAML config (default: $STT_CONFIG or configs/default.yaml)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.runs < 1:
+        raise BenchError("--runs must be at least 1")
+    source_dir = audio_dir()
+    config = Path(args.config or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG).resolve()
+    try:
+        settings = load_settings(config)
+    except FileNotFoundError as exc:
+        raise BenchError(str(exc)) from exc
+    requested: str = args.model
+    try:
+        model_id = TranscriptionService(settings, build_registry(settings)).resolve(requested).model_id
+    except APIError as exc:
+        raise BenchError(f"--model {requested!r}: {exc.message}") from exc
+    model_cfg = settings.models[model_id]
+    device, compute_type = resolve_device(model_cfg.device, model_cfg.compute_type)
+    threads = model_cfg.cpu_threads or available_cores()
+    started = datetime.now(UTC)
+
+    with tempfile.TemporaryDirectory(prefix="stt-bench-") as tmp:
+        workdir = Path(tmp)
+        long_path = build_long_file(source_dir, workdir / LONG_FILE)
+        short_path = source_dir / SHORT_FILE
+        files = [
+            BenchFile(SHORT_FILE, short_path, short_path.read_bytes(), wav_seconds(short_path)),
+            BenchFile(LONG_FILE, long_path, long_path.read_bytes(), wav_seconds(long_path)),
+        ]
+        # One after the other, never both at once: the in-process model is freed before the server starts.
+        local = bench_in_process(settings, requested, files, args.runs)
+        http = bench_http(config, requested, model_id, files, args.runs, workdir)
+
+    results = [FileResult(item, a, b) for item, a, b in zip(files, local, http, strict=True)]
+    report = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "config": str(config),
+        "model_requested": requested,
+        "model_id": model_id,
+        "model": {
+            "source": model_cfg.source,
+            "device": device,
+            "compute_type": compute_type,
+            "cpu_threads": threads,
+            "beam_size": model_cfg.beam_size,
+            "max_concurrency": model_cfg.max_concurrency,
+        },
+        "runs": args.runs,
+        "machine": {
+            "cores_available": available_cores(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "audio_dir": str(source_dir),
+        "results": [result.as_dict() for result in results],
+    }
+    out: Path = args.out or RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print()
+    print(
+        f"model {requested} -> {model_id} ({model_cfg.source}, {device}/{compute_type}, "
+        f"{threads} threads, beam {model_cfg.beam_size}), "
+        f"{args.runs} timed runs after 1 warm-up"
+    )
+    print(format_table(results))
+    for result in results:
+        if result.local.text != result.http.text:
+            print(f"note: {result.item.name}: the in-process and HTTP transcripts differ")
+    print(f"\nresults written to {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

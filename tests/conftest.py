@@ -1,0 +1,30 @@
+"""Shared fixtures: one real server per test session, an SDK client, generated speech."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.audio import SYNTH_SENTENCE, espeak
+from tests.server import RunningServer, run_server
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with run_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(server: RunningServer) -> openai.OpenAI:
+    # No retries: a test must see the first answer, and a 5xx must not be hidden by a retry.
+    return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def synth_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 6 s of generated English speech with a known transcript (SYNTH_SENTENCE)."""
+    return espeak(tmp_path_factory.mktemp("synth") / "synth.wav", SYNTH_SENTENCE)

@@ -1,0 +1,114 @@
+"""Start the real server (uvicorn, 127.0.0.1, a free port) in a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from app.auth import hash_key, new_secret
+from app.settings import PROJECT_ROOT
+
+# Shared by all test servers so the embedded base model is assembled once per checkout.
+MODEL_CACHE = PROJECT_ROOT / "var" / "models"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    base_url: str
+    api_key: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def default_test_config() -> dict[str, object]:
+    return {
+        "models": {"base": {"source": "embedded:base"}, "tiny.en": {"source": "embedded:tiny.en"}},
+        "aliases": {
+            "whisper-1": {"model": "base", "usage": "duration"},
+            "gpt-4o-transcribe": {"model": "base", "usage": "tokens"},
+            "gpt-4o-mini-transcribe": {"model": "base", "usage": "tokens"},
+            "gpt-4o-mini-transcribe-2025-12-15": {"model": "base", "usage": "tokens"},
+        },
+        "preload_models": ["base"],
+    }
+
+
+@contextmanager
+def run_server(
+    workdir: Path,
+    config: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    startup_timeout: float = 180.0,
+) -> Iterator[RunningServer]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump(dict(config or default_test_config())))
+    api_key = new_secret()
+    port = free_port()
+    child_env = {
+        **os.environ,
+        "STT_KEYS_FILE": str(workdir / "keys.json"),
+        "STT_API_KEYS": json.dumps([{"name": "test", "sha256": hash_key(api_key)}]),
+        "STT_MODEL_CACHE_DIR": str(MODEL_CACHE),
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "--config", str(config_path), "serve", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=child_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", api_key, process, log_path)
+    try:
+        _wait_until_up(server, startup_timeout)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_up(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"server exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"server did not start within {timeout} s:\n{server.log()}")
