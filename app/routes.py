@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.auth import Authenticator
 from app.errors import APIError
 from app.form import parse_audio_form
 from app.render import render
-from app.service import TranscriptionService
+from app.service import TranscriptionService, engine_error_to_api
 from app.settings import Settings
+from app.streaming import transcript_events
 
 
 def _service(request: Request) -> TranscriptionService:
@@ -39,10 +42,19 @@ async def _audio(request: Request, task: str) -> Response:
         audio_request = await parse_audio_form(form, task=task, max_upload_bytes=settings.max_upload_bytes)
     finally:
         await form.close()
-    service = _service(request)
+    job, route = await _service(request).start(audio_request)
     if audio_request.stream:
-        raise APIError(400, "stream=true is not supported yet.", code="unsupported_value", param="stream")
-    transcript, route = await service.transcribe(audio_request)
+        events = transcript_events(job, audio_request, route.usage)
+        return EventSourceResponse(
+            (ServerSentEvent(data=json.dumps(event, ensure_ascii=False)) async for event in events),
+            ping=settings.sse_keepalive_seconds,
+            ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        transcript = await job.collect(request.is_disconnected)
+    except Exception as exc:
+        raise engine_error_to_api(exc) from exc
     rendered = render(transcript, audio_request, route.usage)
     return Response(rendered.body, media_type=rendered.media_type)
 

@@ -77,6 +77,22 @@ class Settings(BaseSettings):
     max_audio_seconds: float = Field(
         3 * 3600, gt=0, description="Longest accepted audio, checked before transcription starts."
     )
+    default_chunking_strategy: Literal["none", "auto"] = Field(
+        "none", description="Chunking when a request sets none: `none` (one block, as OpenAI) or `auto` (VAD)."
+    )
+    vad_threshold: float = Field(0.5, ge=0, le=1, description="Silero speech threshold for `auto` chunking.")
+    vad_silence_duration_ms: int = Field(500, ge=0, description="Silence that ends a speech region for `auto`.")
+    vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before and after speech for `auto`.")
+    vad_max_chunk_seconds: float = Field(30.0, gt=1, le=30, description="Longest chunk handed to Whisper with VAD.")
+    block_seconds: float = Field(
+        300.0, ge=30, description="Audio decoded and transcribed per block; bounds memory on long files."
+    )
+    request_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Longest a request may take, queueing included; then it is stopped (504)."
+    )
+    sse_keepalive_seconds: float = Field(
+        10.0, gt=0, le=15, description="Interval of `: ping` comments on an idle SSE stream."
+    )
     keys_file: Path = Field(PROJECT_ROOT / "var" / "keys.json", description="JSON file of API key names and hashes.")
     api_keys: list[ApiKeyRecord] = Field(
         default_factory=list, description="Extra keys (name + sha256), e.g. from the environment as JSON."

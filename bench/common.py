@@ -100,9 +100,10 @@ def wav_seconds(path: Path) -> float:
 
 @dataclass(frozen=True)
 class Timings:
-    """Wall-clock seconds of the timed runs (warm-up excluded)."""
+    """Wall-clock and CPU seconds of the timed runs (warm-up excluded)."""
 
     runs: tuple[float, ...]
+    cpu_runs: tuple[float, ...]
 
     @property
     def median(self) -> float:
@@ -112,12 +113,31 @@ class Timings:
     def min(self) -> float:
         return min(self.runs)
 
+    @property
+    def cpu_median(self) -> float:
+        return float(statistics.median(self.cpu_runs))
+
     def as_dict(self) -> dict[str, object]:
         return {
             "runs_s": [round(t, 4) for t in self.runs],
             "median_s": round(self.median, 4),
             "min_s": round(self.min, 4),
+            "cpu_runs_s": [round(t, 4) for t in self.cpu_runs],
+            "cpu_median_s": round(self.cpu_median, 4),
         }
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time used so far by every thread of this process."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by another process (all its threads), from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_peak_rss_mib() -> float:

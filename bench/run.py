@@ -31,7 +31,9 @@ from bench.common import (
     Timings,
     audio_dir,
     build_long_file,
+    own_cpu_seconds,
     own_peak_rss_mib,
+    process_cpu_seconds,
     process_peak_rss_mib,
     run_server,
     wav_seconds,
@@ -42,6 +44,8 @@ from engines.types import DecodeOptions
 from engines.whisper import WhisperEngine
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+# A 1-minute load average above this before the start means something else was using the CPU.
+BUSY_LOAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,21 @@ class Measured:
     peak_rss_mib: float
 
 
-def time_runs(runs: int, once: Callable[[], str]) -> tuple[Timings, str]:
-    """Call ``once`` for a warm-up and then ``runs`` timed times; return the timings and the last text."""
+def time_runs(runs: int, once: Callable[[], str], cpu_clock: Callable[[], float]) -> tuple[Timings, str]:
+    """Call ``once`` for a warm-up and then ``runs`` timed times; return the timings and the last text.
+
+    ``cpu_clock`` gives the CPU seconds used so far by the processes doing the work.
+    """
     text = once()
     times = []
+    cpu_times = []
     for _ in range(runs):
+        cpu_start = cpu_clock()
         start = time.perf_counter()
         text = once()
         times.append(time.perf_counter() - start)
-    return Timings(tuple(times)), text
+        cpu_times.append(cpu_clock() - cpu_start)
+    return Timings(tuple(times), tuple(cpu_times)), text
 
 
 def transcribe_once(engine: WhisperEngine, options: DecodeOptions, data: bytes, max_duration: float) -> str:
@@ -93,7 +103,7 @@ def _in_process_runs(settings: Settings, requested: str, files: Sequence[BenchFi
         options = service.decode_options(request, engine, model_id)  # as the service builds them for this request
         once = partial(transcribe_once, engine, options, item.data, settings.max_audio_seconds)
         print(f"in-process: {item.name} (warm-up + {runs} runs) …", flush=True)
-        timings, text = time_runs(runs, once)
+        timings, text = time_runs(runs, once, own_cpu_seconds)
         results.append(Measured(timings, text, own_peak_rss_mib()))
     return results
 
@@ -115,6 +125,11 @@ def bench_http(
     print(f"http: starting the server (preloading {model_id!r}) …", flush=True)
     with run_server(config, workdir, preload=model_id) as server:
         client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=3600)
+        pid = server.process.pid
+
+        def cpu_clock() -> float:
+            return process_cpu_seconds(pid) + own_cpu_seconds()  # server + this client
+
         results = []
         for item in files:
 
@@ -125,8 +140,8 @@ def bench_http(
                 return response.text.strip()
 
             print(f"http: {item.name} (warm-up + {runs} runs) …", flush=True)
-            timings, text = time_runs(runs, once)
-            results.append(Measured(timings, text, process_peak_rss_mib(server.process.pid)))
+            timings, text = time_runs(runs, once, cpu_clock)
+            results.append(Measured(timings, text, process_peak_rss_mib(pid)))
     return results
 
 
@@ -152,6 +167,10 @@ class FileResult:
     def overhead_ratio(self) -> float:
         return self.http.timings.median / self.local.timings.median
 
+    @property
+    def cpu_overhead_ratio(self) -> float:
+        return self.http.timings.cpu_median / self.local.timings.cpu_median
+
     def rtf(self, measured: Measured) -> float:
         """Real-time factor: seconds of audio per second of wall time (higher is faster)."""
         return self.item.audio_seconds / measured.timings.median
@@ -171,6 +190,7 @@ class FileResult:
                 "server_peak_rss_mib": round(self.http.peak_rss_mib, 1),
             },
             "overhead_ratio": round(self.overhead_ratio, 4),
+            "cpu_overhead_ratio": round(self.cpu_overhead_ratio, 4),
             "texts_match": self.local.text == self.http.text,
             "words": len(self.http.text.split()),
         }
@@ -182,6 +202,8 @@ TABLE_HEADERS = (
     "in-proc s med (min)",
     "HTTP s med (min)",
     "HTTP/in-proc",
+    "CPU s in-proc / HTTP",
+    "CPU ratio",
     "RTF in-proc",
     "RTF HTTP",
     "server peak RSS MiB",
@@ -197,6 +219,8 @@ def table_row(result: FileResult) -> tuple[str, ...]:
         f"{local.timings.median:.2f} ({local.timings.min:.2f})",
         f"{http.timings.median:.2f} ({http.timings.min:.2f})",
         f"{result.overhead_ratio:.3f}",
+        f"{local.timings.cpu_median:.1f} / {http.timings.cpu_median:.1f}",
+        f"{result.cpu_overhead_ratio:.3f}",
         f"{result.rtf(local):.2f}x",
         f"{result.rtf(http):.2f}x",
         f"{http.peak_rss_mib:.0f}",
@@ -244,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
     device, compute_type = resolve_device(model_cfg.device, model_cfg.compute_type)
     threads = model_cfg.cpu_threads or available_cores()
     started = datetime.now(UTC)
+    load_before = os.getloadavg()
 
     with tempfile.TemporaryDirectory(prefix="stt-bench-") as tmp:
         workdir = Path(tmp)
@@ -255,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         # One after the other, never both at once: the in-process model is freed before the server starts.
         local = bench_in_process(settings, requested, files, args.runs)
+        load_between = os.getloadavg()
         http = bench_http(config, requested, model_id, files, args.runs, workdir)
 
     results = [FileResult(item, a, b) for item, a, b in zip(files, local, http, strict=True)]
@@ -277,6 +303,9 @@ def run(args: argparse.Namespace) -> int:
             "cores_available": available_cores(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_between": [round(x, 2) for x in load_between],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         },
         "audio_dir": str(source_dir),
         "results": [result.as_dict() for result in results],
@@ -295,6 +324,11 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         if result.local.text != result.http.text:
             print(f"note: {result.item.name}: the in-process and HTTP transcripts differ")
+    if load_before[0] > BUSY_LOAD:
+        print(
+            f"warning: the 1-minute load average was {load_before[0]:.2f} before the benchmark started: other "
+            "processes were using the CPU, so wall times (and their ratio) are unreliable; the CPU columns suffer less"
+        )
     print(f"\nresults written to {out}")
     return 0
 

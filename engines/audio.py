@@ -33,6 +33,75 @@ def decode_audio(data: bytes, *, max_duration: float | None = None, sample_rate:
     return samples
 
 
+def stream_audio(
+    data: bytes, *, block_seconds: float, max_duration: float | None = None, sample_rate: int = SAMPLE_RATE
+) -> Iterator[Samples]:
+    """Decode lazily into blocks of ``block_seconds`` (the last may be shorter): memory stays per block."""
+    if not data:
+        raise AudioDecodeError("The audio file is empty.")
+    block = max(1, int(block_seconds * sample_rate))
+    pending: list[Samples] = []
+    pending_size = 0
+    produced = False
+    for chunk in _decoded_chunks(data, max_duration=max_duration, sample_rate=sample_rate):
+        pending.append(chunk)
+        pending_size += chunk.size
+        while pending_size >= block:
+            joined = np.concatenate(pending)
+            produced = True
+            yield joined[:block]
+            rest = joined[block:]
+            pending, pending_size = ([rest] if rest.size else []), rest.size
+    if pending_size:
+        produced = True
+        yield np.concatenate(pending)
+    if not produced:
+        raise AudioDecodeError("The audio file contains no audio samples.")
+
+
+def measure_duration(data: bytes, *, max_duration: float | None = None) -> float:
+    """Audio length in seconds, refusing over-long audio before any transcription starts.
+
+    Sums the demuxed packets' durations (fast, no decoding, and immune to headers that
+    under-state the length); decodes and counts samples only when packets carry no duration.
+    """
+    if not data:
+        raise AudioDecodeError("The audio file is empty.")
+    demuxed = _demuxed_duration(data, max_duration)
+    if demuxed is not None:
+        if demuxed <= 0:
+            raise AudioDecodeError("The audio file contains no audio samples.")
+        return demuxed
+    total = 0
+    for chunk in _decoded_chunks(data, max_duration=max_duration, sample_rate=SAMPLE_RATE):
+        total += chunk.size
+    if total == 0:
+        raise AudioDecodeError("The audio file contains no audio samples.")
+    return total / SAMPLE_RATE
+
+
+def _demuxed_duration(data: bytes, max_duration: float | None) -> float | None:
+    try:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
+            stream = container.streams.audio[0]
+            total = 0.0
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker
+                if packet.duration is None or packet.time_base is None:
+                    return None
+                total += float(packet.duration * packet.time_base)
+                if max_duration is not None and total > max_duration + 0.5:
+                    raise AudioTooLongError(total, max_duration)
+            return total
+    except av.FFmpegError as exc:
+        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+
+
 def _decoded_chunks(data: bytes, *, max_duration: float | None, sample_rate: int) -> Iterator[Samples]:
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
@@ -76,13 +145,17 @@ def _check_declared_duration(
     """Refuse over-long audio from the header alone, before decoding any of it."""
     if max_duration is None:
         return
-    declared: float | None = None
-    if stream.duration is not None and stream.time_base is not None:
-        declared = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        declared = container.duration / av.time_base
+    declared = _stream_duration(container, stream)
     if declared is not None and declared > max_duration + 0.5:
         raise AudioTooLongError(declared, max_duration)
+
+
+def _stream_duration(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration / av.time_base)
+    return None
 
 
 def _reason(exc: Exception) -> str:

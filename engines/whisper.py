@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +88,7 @@ class WhisperEngine:
         audio: Samples,
         options: DecodeOptions,
         cancel: threading.Event | None = None,
-    ) -> tuple[TranscriptInfo, Iterator[Segment]]:
+    ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         """Start decoding; segments are produced lazily, window by window."""
         recorder = _Recorder(self.model.model, cancel)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
@@ -115,7 +115,9 @@ class WhisperEngine:
         )
         return info, self._segments(fw_segments, recorder, options)
 
-    def _segments(self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions) -> Iterator[Segment]:
+    def _segments(
+        self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions
+    ) -> Generator[Segment, None, None]:
         for index, fw in enumerate(fw_segments):
             yield Segment(
                 id=index,

@@ -57,3 +57,25 @@ def convert(source: Path, target: Path, *extra: str) -> Path:
 
 def sox(*args: str) -> None:
     subprocess.run(["sox", *args], check=True)
+
+
+LONG_TEXT = (
+    "It was a bright cold day in April, and the clocks were striking thirteen. "
+    "The hallway smelt of boiled cabbage and old rag mats. At one end of it a coloured poster, "
+    "too large for indoor display, had been tacked to the wall. It depicted simply an enormous face, "
+    "more than a metre wide: the face of a man of about forty-five, with a heavy black moustache "
+    "and ruggedly handsome features. Winston made for the stairs. It was no use trying the lift."
+)
+
+
+def repeat_audio(source: Path, target: Path, times: int, *, gap_seconds: float = 0.5) -> Path:
+    """``times`` copies of ``source``, each followed by a short silence, as one 16 kHz mono WAV."""
+    padded = target.with_name(target.stem + ".piece.wav")
+    sox(str(source), "-r", "16000", "-c", "1", str(padded), "pad", "0", str(gap_seconds))
+    sox("--combine", "concatenate", *[str(padded)] * times, str(target))
+    return target
+
+
+def silence(target: Path, seconds: float, *, rate: int = 16000) -> Path:
+    sox("-n", "-r", str(rate), "-c", "1", "-b", "16", str(target), "trim", "0", str(seconds))
+    return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.audio import espeak
+from tests.audio import convert, espeak
 from tests.server import RunningServer, default_test_config, run_server
 
 UPLOAD_LIMIT = 200_000
@@ -245,3 +246,54 @@ def test_lazy_model_loads_on_first_use(limited: RunningServer, tmp_path: Path) -
     client = openai.OpenAI(base_url=limited.v1, api_key=limited.api_key, max_retries=0)
     result = client.audio.transcriptions.create(model="whisper-1", file=speech)
     assert "hello" in result.text.lower()
+
+
+def test_header_that_understates_the_length_is_caught_up_front(limited: RunningServer, tmp_path: Path) -> None:
+    """An MP3 whose size/bitrate estimate says ~5 s but holds ~60 s: refused before transcription."""
+    speech = espeak(tmp_path / "s.wav", "hello there, this is a test", speed=160)
+    loud = convert(
+        speech,
+        tmp_path / "hi.mp3",
+        "-t",
+        "2",
+        "-ar",
+        "16000",
+        "-ac",
+        "1",
+        "-b:a",
+        "160k",
+        "-write_xing",
+        "0",
+        "-id3v2_version",
+        "0",
+    )
+    quiet = tmp_path / "lo.mp3"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anoisesrc=d=60:c=pink:r=16000:a=0.05",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-b:a",
+            "8k",
+            "-write_xing",
+            "0",
+            "-id3v2_version",
+            "0",
+            str(quiet),
+        ],
+        check=True,
+    )
+    lying = loud.read_bytes() + quiet.read_bytes()
+    assert len(lying) < UPLOAD_LIMIT
+    response = _post(limited, files={"file": ("a.mp3", lying)}, data={"model": "whisper-1"})
+    _assert_envelope(response, 400, code="audio_too_long", param="file")

@@ -1,0 +1,133 @@
+"""One running transcription: the decoder in a worker thread, its segments delivered to the event loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+from app.errors import APIError
+from engines.longform import LongFormRun
+from engines.types import Segment, Transcript
+from engines.whisper import DecodingCancelled
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+def timeout_error(seconds: float) -> APIError:
+    return APIError(
+        504,
+        f"The transcription did not finish within the server's time limit of {seconds:g} s.",
+        type="server_error",
+        code="timeout",
+        headers={"x-should-retry": "false"},
+    )
+
+
+class TranscriptionJob:
+    """Owns one request's decoding: holds a model slot while it runs, stops when asked, abandoned or late."""
+
+    def __init__(
+        self, run: LongFormRun, limiter: anyio.CapacityLimiter, cancel: threading.Event, *, time_limit: float
+    ) -> None:
+        self.run = run
+        self.limiter = limiter
+        self.cancel = cancel
+        self.time_limit = time_limit
+        self.timed_out = False
+        # The limit counts from the request's start, queueing included.
+        self._timer = threading.Timer(time_limit, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.cancel.set()
+
+    async def segments(self) -> AsyncGenerator[Segment, None]:
+        """Segments as the decoder finishes them. Leaving early cancels the decoding."""
+        send, receive = anyio.create_memory_object_stream[object](max_buffer_size=math.inf)
+        token = anyio.lowlevel.current_token()
+
+        def deliver(item: object) -> None:
+            try:
+                anyio.from_thread.run_sync(send.send_nowait, item, token=token)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
+                self.cancel.set()  # nobody is listening any more
+
+        def work() -> None:
+            try:
+                for segment in self.run.segments():
+                    deliver(segment)
+                deliver(_DONE)
+            except BaseException as exc:
+                deliver(exc)
+
+        try:
+            async with self.limiter:
+                thread = threading.Thread(target=work, name="transcription", daemon=True)
+                thread.start()
+                try:
+                    async with receive:
+                        async for item in receive:
+                            if item is _DONE:
+                                return
+                            if isinstance(item, DecodingCancelled) and self.timed_out:
+                                raise timeout_error(self.time_limit) from item
+                            if isinstance(item, BaseException):
+                                raise item
+                            assert isinstance(item, Segment)
+                            yield item
+                finally:
+                    if thread.is_alive():
+                        log.info("stopping decoding early: the request was cancelled or abandoned")
+                    # Stop the decoder and keep the model slot until it has really stopped (one window).
+                    self.cancel.set()
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(thread.join)
+                    await send.aclose()
+        finally:
+            self._timer.cancel()
+
+    async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> Transcript:
+        """The whole transcript; stops early (answering 499) if ``disconnected`` turns true."""
+        segments: list[Segment] = []
+        gone = False
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal gone
+            assert disconnected is not None
+            while not await disconnected():
+                await anyio.sleep(DISCONNECT_POLL_SECONDS)
+            gone = True
+            self.cancel.set()
+            scope.cancel()
+
+        try:
+            async with anyio.create_task_group() as group:
+                if disconnected is not None:
+                    group.start_soon(watch, group.cancel_scope)
+                stream = self.segments()
+                try:
+                    async for segment in stream:
+                        segments.append(segment)
+                finally:
+                    await stream.aclose()
+                group.cancel_scope.cancel()
+        except BaseExceptionGroup as grouped:
+            # The task group wraps what the decoder raised; callers map the error itself.
+            if len(grouped.exceptions) == 1:
+                raise grouped.exceptions[0] from None
+            raise
+        if gone:
+            raise APIError(499, "The client closed the request before the transcript was ready.")
+        return Transcript(info=self.run.info, segments=segments)

@@ -1,0 +1,57 @@
+"""Server-sent events for `stream=true`: text deltas as segments are decoded, then one done event."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from app.jobs import TranscriptionJob
+from app.protocol import AudioRequest
+from app.render import logprobs_body
+from app.service import engine_error_to_api
+from app.settings import UsageKind
+from app.usage import tokens_usage
+from engines.types import Segment, Transcript
+
+log = logging.getLogger(__name__)
+
+
+def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "transcript.text.delta", "delta": delta}
+    if request.logprobs:
+        event["logprobs"] = logprobs_body(segment.logprobs)
+    return event
+
+
+async def transcript_events(
+    job: TranscriptionJob, request: AudioRequest, usage_kind: UsageKind
+) -> AsyncIterator[dict[str, Any]]:
+    """Events as JSON-able dicts. Joined deltas equal the done text, which equals the json answer's text."""
+    segments: list[Segment] = []
+    emitted = ""
+    stream = job.segments()
+    try:
+        async for segment in stream:
+            segments.append(segment)
+            # Deltas are cut from the stripped running text, so they join to exactly the final text.
+            text = "".join(s.text for s in segments).strip()
+            delta = text[len(emitted) :]
+            if delta:
+                emitted = text
+                yield _delta_event(delta, segment, request)
+    except Exception as exc:  # after the stream has started the error can only travel as an event
+        error = engine_error_to_api(exc)
+        if error.status >= 500:
+            log.exception("stream failed")
+        yield error.body()
+        return
+    finally:
+        await stream.aclose()
+    transcript = Transcript(info=job.run.info, segments=segments)
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
+    if request.logprobs:
+        done["logprobs"] = logprobs_body(transcript.logprobs)
+    if usage_kind == "tokens":
+        done["usage"] = tokens_usage(transcript)
+    yield done

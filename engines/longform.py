@@ -1,0 +1,180 @@
+"""Audio of any length on one timeline: blocks of decoded audio in, timed segments out.
+
+Memory is bounded by the block size, not the file: each block (plus the carried-over tail of the
+previous one) is transcribed, segments that end safely before the block's end are emitted, and the
+rest of the audio is carried into the next block so no word is cut at a block boundary. With VAD,
+only speech is transcribed, in chunks of at most ~30 s cut at silences.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engines.audio import SAMPLE_RATE, Samples
+from engines.types import DecodeOptions, Segment, TranscriptInfo, Word
+from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions
+from engines.whisper import ENCODER_POSITIONS_PER_SECOND, DecodingCancelled, WhisperEngine
+
+FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
+PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
+DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
+
+
+@dataclass(frozen=True)
+class LongFormConfig:
+    block_seconds: float = 300.0
+    guard_seconds: float = 5.0
+    vad: VadParams | None = None
+
+
+class LongFormRun:
+    """One request's transcription. Iterate ``segments()``; ``info`` is final once it is exhausted."""
+
+    def __init__(
+        self,
+        engine: WhisperEngine,
+        options: DecodeOptions,
+        blocks: Iterable[Samples],
+        config: LongFormConfig,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.engine = engine
+        self.options = options
+        self.blocks = blocks
+        self.config = config
+        self.cancel = cancel
+        self.samples_seen = 0
+        self._first_info: TranscriptInfo | None = None
+        self._next_id = 0
+
+    @property
+    def info(self) -> TranscriptInfo:
+        duration = self.samples_seen / SAMPLE_RATE
+        first = self._first_info
+        return TranscriptInfo(
+            task=self.options.task,
+            # Nothing transcribed (silence): report the requested language, else English.
+            language=first.language if first else (self.options.language or "en"),
+            language_probability=first.language_probability if first else 0.0,
+            duration=duration,
+            prompt_tokens=self.engine.count_tokens(self.options.prompt) if self.options.prompt else 0,
+            audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
+        )
+
+    def segments(self) -> Iterator[Segment]:
+        block_samples = int(self.config.block_seconds * SAMPLE_RATE)
+        buffer: Samples = np.zeros(0, dtype=np.float32)
+        offset = 0  # sample index of buffer[0] on the original timeline
+        carried_prompt = self.options.prompt
+        source = iter(self.blocks)
+        pending = next(source, None)
+        while pending is not None:
+            self._check_cancel()
+            buffer = np.concatenate([buffer, pending]) if buffer.size else pending
+            self.samples_seen += pending.size
+            pending = next(source, None)
+            final = pending is None
+            if not final and buffer.size < block_samples:
+                continue
+            emitted: list[Segment] = []
+            process = self._vad_block if self.config.vad else self._plain_block
+            consumed = yield from self._shifted(process(buffer, final, carried_prompt), offset, emitted)
+            if emitted and not self.config.vad:
+                carried_prompt = _tail_words(" ".join(s.text for s in emitted))
+            buffer = buffer[consumed:].copy()
+            offset += consumed
+
+    def _shifted(
+        self, relative: Generator[Segment, None, int], offset: int, emitted: list[Segment]
+    ) -> Generator[Segment, None, int]:
+        """Re-time and renumber a block's segments onto the original timeline; returns consumed samples."""
+        seconds = offset / SAMPLE_RATE
+        while True:
+            try:
+                segment = next(relative)
+            except StopIteration as stop:
+                consumed: int = stop.value
+                return consumed
+            shifted = _shift(segment, seconds, offset // (SAMPLE_RATE // FRAMES_PER_SECOND), self._next_id)
+            self._next_id += 1
+            emitted.append(shifted)
+            yield shifted
+
+    def _plain_block(self, buffer: Samples, final: bool, prompt: str | None) -> Generator[Segment, None, int]:
+        guard = int(self.config.guard_seconds * SAMPLE_RATE)
+        if float(np.max(np.abs(buffer), initial=0.0)) < DIGITAL_SILENCE:
+            return buffer.size if final else max(0, buffer.size - guard)
+        limit = buffer.size / SAMPLE_RATE - (0.0 if final else self.config.guard_seconds)
+        accepted_end = 0.0
+        segments = self._transcribe(buffer, prompt)
+        try:
+            for segment in segments:
+                if not final and segment.end > limit and accepted_end > 0:
+                    break  # the rest is decoded again with the next block, with more context
+                accepted_end = segment.end  # the first segment always counts, so every block progresses
+                yield segment
+        finally:
+            segments.close()  # stops decoding windows nobody will read
+        if final:
+            return buffer.size
+        consumed = int(accepted_end * SAMPLE_RATE) if accepted_end > 0 else buffer.size - guard
+        return max(0, min(consumed, buffer.size))
+
+    def _vad_block(self, buffer: Samples, final: bool, prompt: str | None) -> Generator[Segment, None, int]:
+        assert self.config.vad is not None
+        params = self.config.vad
+        audio = normalize_loudness(buffer) if params.normalize_loudness else buffer
+        regions = speech_regions(audio, params)
+        consumed = buffer.size
+        if not final:
+            guard = int(self.config.guard_seconds * SAMPLE_RATE)
+            complete = [r for r in regions if r.end <= buffer.size - guard]
+            unfinished = regions[len(complete) :]
+            consumed = unfinished[0].start if unfinished else max(0, buffer.size - guard)
+            regions = complete
+        for chunk in group_regions(regions, params.max_chunk_seconds):
+            self._check_cancel()
+            chunk_seconds = chunk.start / SAMPLE_RATE
+            for segment in self._transcribe(audio[chunk.start : chunk.end], self.options.prompt):
+                yield _shift(segment, chunk_seconds, chunk.start // (SAMPLE_RATE // FRAMES_PER_SECOND), segment.id)
+        return consumed
+
+    def _transcribe(self, audio: Samples, prompt: str | None) -> Generator[Segment, None, None]:
+        options = replace(self.options, prompt=prompt)
+        if self._first_info is not None:
+            options = replace(options, language=self._first_info.language)  # one language per request
+        info, segments = self.engine.transcribe(audio, options, self.cancel)
+        if self._first_info is None:
+            self._first_info = info
+        return segments
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise DecodingCancelled("decoding was cancelled")
+
+
+def _shift(segment: Segment, seconds: float, frames: int, new_id: int) -> Segment:
+    def at(t: float) -> float:
+        return round(t + seconds, 3)
+
+    return replace(
+        segment,
+        id=new_id,
+        seek=segment.seek + frames,
+        start=at(segment.start),
+        end=at(segment.end),
+        words=[Word(w.word, at(w.start), at(w.end), w.probability) for w in segment.words],
+    )
+
+
+def _tail_words(text: str) -> str | None:
+    words = text.split()
+    return " ".join(words[-PROMPT_CARRY_WORDS:]) or None
+
+
+__all__ = ["LongFormConfig", "LongFormRun", "Span"]

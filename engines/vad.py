@@ -1,0 +1,78 @@
+"""Silero VAD (the ONNX model shipped in faster-whisper): speech regions, loudness, ≤30 s chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from engines.audio import SAMPLE_RATE, Samples
+
+
+@dataclass(frozen=True)
+class VadParams:
+    """OpenAI's server_vad knobs, mapped onto Silero's options."""
+
+    threshold: float = 0.5
+    silence_duration_ms: int = 200
+    prefix_padding_ms: int = 300
+    max_chunk_seconds: float = 30.0
+    normalize_loudness: bool = False
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open range of samples [start, end)."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+TARGET_RMS = 0.1  # about -20 dBFS
+MAX_GAIN = 10.0  # +20 dB at most, so near-silence is not blown up into noise
+
+
+def normalize_loudness(audio: Samples) -> Samples:
+    """Scale to a common speech level (RMS of the louder half of 30 ms frames), never clipping."""
+    if audio.size == 0:
+        return audio
+    frame = int(0.03 * SAMPLE_RATE)
+    usable = audio[: audio.size - audio.size % frame] if audio.size >= frame else audio
+    energies = np.sqrt(np.mean(usable.reshape(-1, min(frame, usable.size)) ** 2, axis=1))
+    loud = energies[energies >= np.median(energies)]
+    level = float(np.sqrt(np.mean(loud**2))) if loud.size else 0.0
+    peak = float(np.max(np.abs(audio)))
+    if level <= 1e-6 or peak <= 0.0:
+        return audio
+    gain = min(TARGET_RMS / level, MAX_GAIN, 0.99 / peak)
+    return (audio * np.float32(gain)).astype(np.float32, copy=False)
+
+
+def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
+    """Speech as sample ranges; regions longer than the chunk limit are split by the VAD itself."""
+    if audio.size == 0:
+        return []
+    options = VadOptions(
+        threshold=params.threshold,
+        min_silence_duration_ms=params.silence_duration_ms,
+        speech_pad_ms=params.prefix_padding_ms,
+        max_speech_duration_s=params.max_chunk_seconds,
+    )
+    return [Span(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
+
+
+def group_regions(regions: list[Span], max_chunk_seconds: float) -> list[Span]:
+    """Join neighbouring speech regions into chunks of at most ``max_chunk_seconds``, cut at silences."""
+    limit = int(max_chunk_seconds * SAMPLE_RATE)
+    chunks: list[Span] = []
+    for region in regions:
+        if chunks and region.end - chunks[-1].start <= limit:
+            chunks[-1] = Span(chunks[-1].start, region.end)
+        else:
+            chunks.append(region)
+    return chunks

@@ -1,0 +1,199 @@
+"""stream=true through the real SDK: event order, deltas that join to the done text, logprobs,
+keep-alives, a mid-stream error, and a disconnect that frees the model."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.audio import LONG_TEXT, SYNTH_SENTENCE, espeak, repeat_audio, wer
+from tests.server import RunningServer, default_test_config, run_server
+
+
+def _events(client: openai.OpenAI, path: Path, **kwargs: Any) -> list[Any]:
+    stream = client.audio.transcriptions.create(file=path, stream=True, **kwargs)
+    return list(stream)
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 2.5 minutes of generated speech (a ~25 s passage six times)."""
+    folder = tmp_path_factory.mktemp("long")
+    passage = espeak(folder / "passage.wav", LONG_TEXT, speed=170)
+    return repeat_audio(passage, folder / "long.wav", 6)
+
+
+@pytest.mark.parametrize("model", ["whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+def test_stream_events_match_non_streamed_text(client: openai.OpenAI, synth_wav: Path, model: str) -> None:
+    events = _events(client, synth_wav, model=model)
+    types = [e.type for e in events]
+    assert types[-1] == "transcript.text.done" and types.count("transcript.text.done") == 1
+    assert set(types[:-1]) == {"transcript.text.delta"} and len(types) >= 2
+    done = events[-1]
+    assert done.text == "".join(e.delta for e in events[:-1])
+    plain = client.audio.transcriptions.create(model=model, file=synth_wav)
+    assert done.text == plain.text
+    assert wer(SYNTH_SENTENCE, done.text) <= 0.2
+    if model == "whisper-1":
+        assert done.usage is None
+    else:
+        assert done.usage is not None and done.usage.type == "tokens"
+        assert done.usage.total_tokens == done.usage.input_tokens + done.usage.output_tokens > 0
+
+
+def test_stream_logprobs_on_deltas_and_done(client: openai.OpenAI, synth_wav: Path) -> None:
+    events = _events(client, synth_wav, model="gpt-4o-transcribe", include=["logprobs"])
+    deltas, done = events[:-1], events[-1]
+    for delta in deltas:
+        assert delta.logprobs, "each delta carries the log-probs of its tokens"
+        assert "".join(lp.token for lp in delta.logprobs).strip() == delta.delta.strip()
+        assert all(lp.logprob <= 0 for lp in delta.logprobs)
+    assert done.logprobs is not None
+    assert [lp.token for lp in done.logprobs] == [lp.token for d in deltas for lp in d.logprobs]
+
+
+def test_stream_is_incremental_on_long_audio(client: openai.OpenAI, long_speech: Path) -> None:
+    started = time.monotonic()
+    arrivals: list[float] = []
+    deltas: list[str] = []
+    stream = client.audio.transcriptions.create(model="whisper-1", file=long_speech, stream=True)
+    for event in stream:
+        arrivals.append(time.monotonic() - started)
+        if event.type == "transcript.text.delta":
+            deltas.append(event.delta)
+    first, total = arrivals[0], arrivals[-1]
+    assert len(deltas) >= 6
+    # The first window is decoded long before the ~2.5 min file is done.
+    assert first < 0.5 * total, (first, total)
+    assert wer(LONG_TEXT * 6, "".join(deltas)) <= 0.3
+
+
+def test_stream_sse_wire_format(server: RunningServer, synth_wav: Path) -> None:
+    with httpx.stream(
+        "POST",
+        f"{server.v1}/audio/transcriptions",
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        files={"file": ("a.wav", synth_wav.read_bytes())},
+        data={"model": "whisper-1", "stream": "true", "response_format": "text"},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        body = response.read().decode()
+    lines = [line for line in body.splitlines() if line.strip()]
+    assert lines and all(line.startswith(("data: ", ":")) for line in lines), body
+    assert not any(line.startswith("event:") for line in lines)
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server with one inference slot and fast keep-alives."""
+    config = default_test_config() | {"sse_keepalive_seconds": 0.5}
+    with run_server(tmp_path_factory.mktemp("one-worker"), config) as running:
+        yield running
+
+
+def _occupy(server: RunningServer, path: Path, done: threading.Event) -> threading.Thread:
+    def run() -> None:
+        client = openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
+        client.audio.transcriptions.create(model="whisper-1", file=path)
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_keepalive_comments_while_waiting_for_a_busy_model(
+    one_worker: RunningServer, long_speech: Path, synth_wav: Path
+) -> None:
+    busy_done = threading.Event()
+    busy = _occupy(one_worker, long_speech, busy_done)
+    time.sleep(1.0)
+    with httpx.stream(
+        "POST",
+        f"{one_worker.v1}/audio/transcriptions",
+        headers={"Authorization": f"Bearer {one_worker.api_key}"},
+        files={"file": ("a.wav", synth_wav.read_bytes())},
+        data={"model": "whisper-1", "stream": "true"},
+        timeout=300,
+    ) as response:
+        lines = [line for line in response.iter_lines() if line.strip()]
+    busy.join(timeout=300)
+    assert busy_done.is_set()
+    pings = [line for line in lines if line.startswith(":")]
+    assert pings and all(line.strip() == ": ping" for line in pings), lines[:5]
+    assert lines.index(pings[0]) < next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    # The SDK skips the comments and sees only the events.
+    client = openai.OpenAI(base_url=one_worker.v1, api_key=one_worker.api_key, max_retries=0)
+    busy_done.clear()
+    busy = _occupy(one_worker, long_speech, busy_done)
+    time.sleep(1.0)
+    events = _events(client, synth_wav, model="whisper-1")
+    busy.join(timeout=300)
+    assert events[-1].type == "transcript.text.done" and wer(SYNTH_SENTENCE, events[-1].text) <= 0.2
+
+
+def test_disconnect_frees_the_model(one_worker: RunningServer, long_speech: Path, synth_wav: Path) -> None:
+    client = openai.OpenAI(base_url=one_worker.v1, api_key=one_worker.api_key, max_retries=0, timeout=300)
+    stream = client.audio.transcriptions.create(model="whisper-1", file=long_speech, stream=True)
+    first = next(iter(stream))
+    assert first.type == "transcript.text.delta"
+    stream.close()  # hang up with most of the ~2.5 min file still to decode
+    hung_up = time.monotonic()
+    result = client.audio.transcriptions.create(model="whisper-1", file=synth_wav)
+    waited = time.monotonic() - hung_up
+    assert wer(SYNTH_SENTENCE, result.text) <= 0.2
+    # Finishing the long file would take far longer; one window plus this request is a few seconds.
+    assert waited < 15, waited
+    assert "stopping decoding early" in one_worker.log()
+
+
+def test_non_streamed_disconnect_frees_the_model(one_worker: RunningServer, long_speech: Path, synth_wav: Path) -> None:
+    impatient = openai.OpenAI(base_url=one_worker.v1, api_key=one_worker.api_key, max_retries=0, timeout=3)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.audio.transcriptions.create(model="whisper-1", file=long_speech)
+    hung_up = time.monotonic()
+    client = openai.OpenAI(base_url=one_worker.v1, api_key=one_worker.api_key, max_retries=0, timeout=300)
+    result = client.audio.transcriptions.create(model="whisper-1", file=synth_wav)
+    assert time.monotonic() - hung_up < 15
+    assert wer(SYNTH_SENTENCE, result.text) <= 0.2
+
+
+def test_error_after_the_stream_started(tmp_path: Path, long_speech: Path) -> None:
+    """A request over the server's time limit: the stream has begun, so the error comes as an event."""
+    config = default_test_config() | {"request_timeout_seconds": 4}
+    with run_server(tmp_path, config) as server:
+        client = openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=120)
+        stream = client.audio.transcriptions.create(model="whisper-1", file=long_speech, stream=True)
+        seen: list[str] = []
+        with pytest.raises(openai.APIError) as info:
+            for event in stream:
+                seen.append(event.type)
+        assert "transcript.text.done" not in seen
+        assert "time limit" in info.value.message
+        with httpx.stream(
+            "POST",
+            f"{server.v1}/audio/transcriptions",
+            headers={"Authorization": f"Bearer {server.api_key}"},
+            files={"file": ("a.wav", long_speech.read_bytes())},
+            data={"model": "whisper-1", "stream": "true"},
+            timeout=120,
+        ) as response:
+            assert response.status_code == 200
+            data = [line for line in response.iter_lines() if line.startswith("data: ")]
+        last = json.loads(data[-1].removeprefix("data: "))
+        assert set(last) == {"error"} and last["error"]["code"] == "timeout"
+        assert set(last["error"]) == {"message", "type", "param", "code"}
+        # Without streaming, the same limit is a plain error answer.
+        with pytest.raises(openai.APIStatusError) as plain:
+            client.audio.transcriptions.create(model="whisper-1", file=long_speech)
+        assert plain.value.status_code == 504 and plain.value.response.headers["x-should-retry"] == "false"
