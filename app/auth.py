@@ -10,6 +10,7 @@ import os
 import secrets
 import tempfile
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,13 +69,13 @@ class KeyFile:
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
 
-    def create(self, name: str) -> str:
+    def create(self, name: str, *, admin: bool = False) -> str:
         """Add a key called ``name``; returns the secret, which is never stored or shown again."""
         if not name or any(r.name == name for r in self.records()):
             raise ValueError(f"a key named {name!r} already exists" if name else "a key needs a name")
         secret = new_secret()
         record = ApiKeyRecord(
-            name=name, sha256=hash_key(secret), created=datetime.now(UTC).isoformat(timespec="seconds")
+            name=name, sha256=hash_key(secret), created=datetime.now(UTC).isoformat(timespec="seconds"), admin=admin
         )
         self._write([*self.records(), record])
         return secret
@@ -88,6 +89,14 @@ class KeyFile:
         return True
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name (safe to log) and whether it may use admin views."""
+
+    name: str
+    admin: bool = False
+
+
 class Authenticator:
     """Maps a bearer token to the name of its key, or refuses with 401."""
 
@@ -99,21 +108,21 @@ class Authenticator:
     def has_keys(self) -> bool:
         return bool(self.extra or self.key_file.records())
 
-    def authenticate(self, authorization: str | None) -> str:
+    def authenticate(self, authorization: str | None) -> Principal:
         if self.allow_unauthenticated:
-            return "anonymous"
+            return Principal("anonymous", admin=False)
         token = _bearer(authorization)
         if token is None:
             raise _unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer sk-gateway-...'.")
         digest = hash_key(token)
-        name: str | None = None
+        found: ApiKeyRecord | None = None
         for record in [*self.extra, *self.key_file.records()]:
             # Compare against every record so timing does not reveal where a match is.
-            if hmac.compare_digest(digest, record.sha256) and name is None:
-                name = record.name
-        if name is None:
+            if hmac.compare_digest(digest, record.sha256) and found is None:
+                found = record
+        if found is None:
             raise _unauthorized("Incorrect API key provided.")
-        return name
+        return Principal(found.name, admin=found.admin)
 
 
 def _bearer(authorization: str | None) -> str | None:

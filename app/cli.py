@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
 import uvicorn
 
+from app.admin_usage import usage_command
 from app.auth import Authenticator, KeyFile
+from app.logs import configure_logging
 from app.main import create_app
-from app.middleware import request_id_var
 from app.settings import Settings, load_settings
-
-
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _ensure_a_key(settings: Settings) -> None:
@@ -46,7 +33,7 @@ def _ensure_a_key(settings: Settings) -> None:
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_settings(args.config, **overrides)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     _ensure_a_key(settings)
     uvicorn.run(
         create_app(settings),
@@ -63,7 +50,7 @@ def _keys(args: argparse.Namespace) -> int:
     key_file = KeyFile(settings.keys_file)
     if args.action == "create":
         try:
-            secret = key_file.create(args.name)
+            secret = key_file.create(args.name, admin=args.admin)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
@@ -81,6 +68,10 @@ def _keys(args: argparse.Namespace) -> int:
     return 1
 
 
+def _usage(args: argparse.Namespace) -> int:
+    return usage_command(load_settings(args.config).ledger_url, args.key, args.since, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     parser.add_argument("--config", help="YAML config file (default: $STT_CONFIG or configs/default.yaml)")
@@ -93,10 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="create a key and print its secret once")
     create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="may use the /admin views")
     key_actions.add_parser("list", help="list key names (never secrets)")
     revoke = key_actions.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
     keys.set_defaults(handler=_keys)
+    usage = commands.add_parser("usage", help="per-key usage totals from the ledger")
+    usage.add_argument("--key", help="only this key")
+    usage.add_argument("--since", help="ISO 8601 date or date-time (UTC if naive)")
+    usage.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    usage.set_defaults(handler=_usage)
     return parser
 
 

@@ -13,6 +13,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from app.errors import APIError
+from app.scheduler import ModelSlots
 from engines.longform import LongFormRun
 from engines.types import Segment, Transcript
 from engines.whisper import DecodingCancelled
@@ -37,11 +38,18 @@ class TranscriptionJob:
     """Owns one request's decoding: holds a model slot while it runs, stops when asked, abandoned or late."""
 
     def __init__(
-        self, run: LongFormRun, limiter: anyio.CapacityLimiter, cancel: threading.Event, *, time_limit: float
+        self,
+        run: LongFormRun,
+        slots: ModelSlots,
+        cancel: threading.Event,
+        *,
+        time_limit: float,
+        on_finish: Callable[[], None] = lambda: None,
     ) -> None:
         self.run = run
-        self.limiter = limiter
+        self.slots = slots
         self.cancel = cancel
+        self.on_finish = on_finish
         self.time_limit = time_limit
         self.timed_out = False
         # The limit counts from the request's start, queueing included.
@@ -73,13 +81,15 @@ class TranscriptionJob:
                 deliver(exc)
 
         try:
-            async with self.limiter:
+            async with self.slots.slot():
                 thread = threading.Thread(target=work, name="transcription", daemon=True)
                 thread.start()
+                finished = False
                 try:
                     async with receive:
                         async for item in receive:
                             if item is _DONE:
+                                finished = True
                                 return
                             if isinstance(item, DecodingCancelled) and self.timed_out:
                                 raise timeout_error(self.time_limit) from item
@@ -88,7 +98,7 @@ class TranscriptionJob:
                             assert isinstance(item, Segment)
                             yield item
                 finally:
-                    if thread.is_alive():
+                    if not finished and thread.is_alive():
                         log.info("stopping decoding early: the request was cancelled or abandoned")
                     # Stop the decoder and keep the model slot until it has really stopped (one window).
                     self.cancel.set()
@@ -96,7 +106,13 @@ class TranscriptionJob:
                         await anyio.to_thread.run_sync(thread.join)
                     await send.aclose()
         finally:
-            self._timer.cancel()
+            self.close()
+
+    def close(self) -> None:
+        """Release what the job holds (its model lease, its timer); safe to call more than once."""
+        self._timer.cancel()
+        finish, self.on_finish = self.on_finish, lambda: None
+        finish()
 
     async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> Transcript:
         """The whole transcript; stops early (answering 499) if ``disconnected`` turns true."""

@@ -6,25 +6,46 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 
 from app.auth import Authenticator, KeyFile
 from app.errors import install_error_handlers
+from app.ledger import UsageLedger
+from app.metrics import Metrics
 from app.middleware import RequestContextMiddleware
-from app.routes import api, public
+from app.quotas import KeyQuotas
+from app.routes import admin, api, public
 from app.service import TranscriptionService
 from app.settings import Settings
-from engines.models import ModelRegistry, WhisperSpec
+from app.usage_hooks import LedgerHooks
+from engines.errors import ModelLoadError
+from engines.manager import ModelManager
+from engines.models import WhisperSpec
 
 log = logging.getLogger(__name__)
 
 # Room for the form fields that travel beside the audio file in the same body.
 FORM_OVERHEAD_BYTES = 1024 * 1024
+IDLE_CHECK_SECONDS = 5.0
 
 
-def build_registry(settings: Settings) -> ModelRegistry:
+@dataclass
+class Readiness:
+    """Whether the models listed for preloading are in memory (what /ready reports)."""
+
+    pending: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return not self.pending and not self.failed
+
+
+def build_manager(settings: Settings, metrics: Metrics) -> ModelManager:
     specs = {
         name: WhisperSpec(
             name=name,
@@ -37,28 +58,69 @@ def build_registry(settings: Settings) -> ModelRegistry:
         )
         for name, cfg in settings.models.items()
     }
-    return ModelRegistry(specs, cache_dir=settings.model_cache_dir, offline=settings.offline)
+    return ModelManager(
+        specs,
+        cache_dir=settings.model_cache_dir,
+        offline=settings.offline,
+        idle_unload={name: cfg.idle_unload_seconds for name, cfg in settings.models.items()},
+        events=metrics,
+    )
+
+
+async def _preload(manager: ModelManager, names: list[str], readiness: Readiness) -> None:
+    for name in names:
+        try:
+            await anyio.to_thread.run_sync(manager.preload, name)
+        except ModelLoadError as exc:
+            log.error("could not preload model %s: %s", name, exc)
+            readiness.failed[name] = str(exc)
+        finally:
+            readiness.pending.discard(name)
+
+
+async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        await anyio.to_thread.run_sync(manager.unload_idle)
 
 
 def create_app(settings: Settings) -> FastAPI:
-    registry = build_registry(settings)
+    metrics = Metrics()
+    manager = build_manager(settings, metrics)
+    service = TranscriptionService(settings, manager, metrics)
+    preload = [service.resolve(name).model_id for name in settings.preload_models]
+    readiness = Readiness(pending=set(preload))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for name in settings.preload_models:
-            model_id = app.state.service.resolve(name).model_id
-            await anyio.to_thread.run_sync(registry.get, model_id)
-        yield
+        # Listen at once; /ready says when the preloaded models are in memory.
+        async with anyio.create_task_group() as background:
+            background.start_soon(_preload, manager, preload, readiness)
+            idle_limits = [cfg.idle_unload_seconds for cfg in settings.models.values() if cfg.idle_unload_seconds]
+            if idle_limits:
+                interval = min(IDLE_CHECK_SECONDS, min(idle_limits) / 2)
+                background.start_soon(_unload_idle_models, manager, interval)
+            yield
+            background.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(hooks.close)
+        ledger.close()
 
     app = FastAPI(title="Local OpenAI-compatible transcription", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.started_at = int(time.time())
-    app.state.service = TranscriptionService(settings, registry)
+    app.state.metrics = metrics
+    app.state.manager = manager
+    app.state.readiness = readiness
+    app.state.service = service
+    ledger = UsageLedger(settings.ledger_url)
+    hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger))
+    app.state.ledger, app.state.hooks = ledger, hooks
     app.state.authenticator = Authenticator(
         KeyFile(settings.keys_file), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
     )
     install_error_handlers(app)
     app.include_router(api)
+    app.include_router(admin)
     app.include_router(public)
     app.add_middleware(
         RequestContextMiddleware,

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import anyio.to_thread
 
 from app.errors import APIError, internal_error, invalid_value
 from app.jobs import TranscriptionJob
+from app.metrics import Metrics
 from app.protocol import AudioRequest, ChunkingStrategy
+from app.scheduler import ModelSlots
 from app.settings import Settings, UsageKind
 from engines.audio import measure_duration, stream_audio
 from engines.errors import AudioDecodeError, AudioTooLongError, EngineError, ModelLoadError
 from engines.longform import LongFormConfig, LongFormRun
-from engines.models import ModelRegistry
+from engines.manager import ModelManager
 from engines.types import FALLBACK_TEMPERATURES, DecodeOptions
 from engines.vad import VadParams
 from engines.whisper import DecodingCancelled, WhisperEngine
@@ -47,10 +50,17 @@ def engine_error_to_api(exc: Exception) -> APIError:
 
 
 class TranscriptionService:
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(self, settings: Settings, manager: ModelManager, metrics: Metrics) -> None:
         self.settings = settings
-        self.registry = registry
-        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self.manager = manager
+        self.metrics = metrics
+        self.slots = {
+            model_id: ModelSlots(model_id, cfg.max_concurrency, cfg.max_queue)
+            for model_id, cfg in settings.models.items()
+        }
+        for model_id, slots in self.slots.items():
+            metrics.queue_depth.labels(model_id).set_function(partial(getattr, slots, "waiting"))
+            metrics.in_flight.labels(model_id).set_function(partial(getattr, slots, "running"))
 
     def resolve(self, requested: str) -> ModelRoute:
         alias = self.settings.aliases.get(requested)
@@ -65,16 +75,10 @@ class TranscriptionService:
             param="model",
         )
 
-    def _limiter(self, model_id: str) -> anyio.CapacityLimiter:
-        limiter = self._limiters.get(model_id)
-        if limiter is None:
-            limiter = anyio.CapacityLimiter(self.settings.models[model_id].max_concurrency)
-            self._limiters[model_id] = limiter
-        return limiter
-
-    async def load(self, model_id: str) -> WhisperEngine:
+    async def lease(self, model_id: str) -> WhisperEngine:
+        """Load (if needed) and lease a model; the caller must release it."""
         try:
-            return await anyio.to_thread.run_sync(self.registry.get, model_id)
+            return await anyio.to_thread.run_sync(self.manager.acquire, model_id)
         except ModelLoadError as exc:
             error = internal_error()
             error.message = f"Model '{model_id}' is not available: {exc}"
@@ -133,9 +137,15 @@ class TranscriptionService:
     async def start(self, request: AudioRequest) -> tuple[TranscriptionJob, ModelRoute]:
         """Validate everything that can fail on bad input, then hand back a job ready to run."""
         route = self.resolve(request.model)
+        slots = self.slots[route.model_id]
+        slots.admit()
         await self.check_audio(request.file)
-        engine = await self.load(route.model_id)
-        options = self.decode_options(request, engine, route.model_id)
+        engine = await self.lease(route.model_id)
+        try:
+            options = self.decode_options(request, engine, route.model_id)
+        except APIError:
+            self.manager.release(route.model_id)
+            raise
         settings = self.settings
         blocks = stream_audio(
             request.file, block_seconds=min(60.0, settings.block_seconds), max_duration=settings.max_audio_seconds
@@ -143,5 +153,11 @@ class TranscriptionService:
         config = LongFormConfig(block_seconds=settings.block_seconds, vad=self.vad_params(request.chunking))
         cancel = threading.Event()
         run = LongFormRun(engine, options, blocks, config, cancel)
-        job = TranscriptionJob(run, self._limiter(route.model_id), cancel, time_limit=settings.request_timeout_seconds)
+        job = TranscriptionJob(
+            run,
+            slots,
+            cancel,
+            time_limit=settings.request_timeout_seconds,
+            on_finish=lambda: self.manager.release(route.model_id),
+        )
         return job, route

@@ -14,6 +14,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from app.quotas import KeyLimitConfig
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
 
@@ -31,6 +33,10 @@ class ModelConfig(BaseModel):
     cpu_threads: int = Field(0, ge=0, description="CPU threads for this model; 0: all available cores.")
     beam_size: int = Field(5, ge=1, le=20, description="Beam size for temperature-0 decoding.")
     max_concurrency: int = Field(1, ge=1, description="Inferences this model runs at once.")
+    max_queue: int = Field(16, ge=0, description="Requests that may wait for this model; more get 429.")
+    idle_unload_seconds: float | None = Field(
+        None, gt=0, description="Unload after this long unused (reloaded on next use); null: keep loaded."
+    )
 
 
 class AliasConfig(BaseModel):
@@ -46,6 +52,7 @@ class ApiKeyRecord(BaseModel):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     created: str | None = None
+    admin: bool = False
 
 
 class Settings(BaseSettings):
@@ -56,6 +63,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, description="Port to listen on.")
     log_level: str = Field("info", description="Logging level.")
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line.")
     models: dict[str, ModelConfig] = Field(default_factory=dict, description="Local models by id.")
     aliases: dict[str, AliasConfig] = Field(
         default_factory=dict, description="Public model names mapped to local models."
@@ -96,6 +104,16 @@ class Settings(BaseSettings):
     keys_file: Path = Field(PROJECT_ROOT / "var" / "keys.json", description="JSON file of API key names and hashes.")
     api_keys: list[ApiKeyRecord] = Field(
         default_factory=list, description="Extra keys (name + sha256), e.g. from the environment as JSON."
+    )
+    ledger_url: str = Field(
+        f"sqlite:///{PROJECT_ROOT / 'var' / 'usage.db'}",
+        description="Usage ledger database: `sqlite:////abs/path.db`, or `postgresql+psycopg://user:pw@host/db`.",
+    )
+    default_limits: KeyLimitConfig = Field(
+        default_factory=KeyLimitConfig, description="Limits for every key; null fields: unlimited."
+    )
+    key_limits: dict[str, KeyLimitConfig] = Field(
+        default_factory=dict, description="Per-key overrides by key name; fields set here win, null lifts a default."
     )
     allow_unauthenticated: bool = Field(False, description="Serve without API keys. Only for trusted local use.")
 

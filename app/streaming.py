@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from app.jobs import TranscriptionJob
@@ -17,6 +18,15 @@ from engines.types import Segment, Transcript
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One SSE payload, plus what the server needs to account for it (never sent)."""
+
+    payload: dict[str, Any]
+    status: int | None = None  # set on the last event: 200 for done, the error's status otherwise
+    transcript: Transcript | None = None
+
+
 def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[str, Any]:
     event: dict[str, Any] = {"type": "transcript.text.delta", "delta": delta}
     if request.logprobs:
@@ -26,7 +36,7 @@ def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[st
 
 async def transcript_events(
     job: TranscriptionJob, request: AudioRequest, usage_kind: UsageKind
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[StreamEvent]:
     """Events as JSON-able dicts. Joined deltas equal the done text, which equals the json answer's text."""
     segments: list[Segment] = []
     emitted = ""
@@ -39,12 +49,12 @@ async def transcript_events(
             delta = text[len(emitted) :]
             if delta:
                 emitted = text
-                yield _delta_event(delta, segment, request)
+                yield StreamEvent(_delta_event(delta, segment, request))
     except Exception as exc:  # after the stream has started the error can only travel as an event
         error = engine_error_to_api(exc)
         if error.status >= 500:
             log.exception("stream failed")
-        yield error.body()
+        yield StreamEvent(error.body(), status=error.status)
         return
     finally:
         await stream.aclose()
@@ -54,4 +64,4 @@ async def transcript_events(
         done["logprobs"] = logprobs_body(transcript.logprobs)
     if usage_kind == "tokens":
         done["usage"] = tokens_usage(transcript)
-    yield done
+    yield StreamEvent(done, status=200, transcript=transcript)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,29 +74,3 @@ def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> Whispe
         raise ModelLoadError(f"Could not load model {spec.name!r} from {spec.source!r}{hint}: {exc}") from exc
     log.info("loaded model %s from %s on %s/%s, %d threads", spec.name, spec.source, device, compute_type, threads)
     return WhisperEngine(model, name=spec.name, default_beam_size=spec.beam_size)
-
-
-class ModelRegistry:
-    """Loads each configured model at most once and shares it between all its aliases."""
-
-    def __init__(self, specs: dict[str, WhisperSpec], *, cache_dir: Path, offline: bool) -> None:
-        self._specs = specs
-        self._cache_dir = cache_dir
-        self._offline = offline
-        self._engines: dict[str, WhisperEngine] = {}
-        self._locks = {name: threading.Lock() for name in specs}
-
-    def get(self, name: str) -> WhisperEngine:
-        """The loaded engine for a configured model id (loads it on first use; blocking)."""
-        engine = self._engines.get(name)
-        if engine is not None:
-            return engine
-        with self._locks[name]:
-            engine = self._engines.get(name)
-            if engine is None:
-                engine = load_whisper(self._specs[name], cache_dir=self._cache_dir, offline=self._offline)
-                self._engines[name] = engine
-            return engine
-
-    def is_loaded(self, name: str) -> bool:
-        return name in self._engines

@@ -77,6 +77,10 @@ class WhisperEngine:
         self._timestamp_begin = self._no_timestamps + 1
 
     @property
+    def device(self) -> str:
+        return str(self.model.model.device)
+
+    @property
     def is_multilingual(self) -> bool:
         return bool(self.model.model.is_multilingual)
 

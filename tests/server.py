@@ -27,6 +27,7 @@ MODEL_CACHE = PROJECT_ROOT / "var" / "models"
 class RunningServer:
     base_url: str
     api_key: str
+    admin_key: str
     process: subprocess.Popen[bytes]
     log_path: Path
 
@@ -68,13 +69,19 @@ def run_server(
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "config.yaml"
     config_path.write_text(yaml.safe_dump(dict(config or default_test_config())))
-    api_key = new_secret()
+    api_key, admin_key = new_secret(), new_secret()
     port = free_port()
     child_env = {
         **os.environ,
         "STT_KEYS_FILE": str(workdir / "keys.json"),
-        "STT_API_KEYS": json.dumps([{"name": "test", "sha256": hash_key(api_key)}]),
+        "STT_API_KEYS": json.dumps(
+            [
+                {"name": "test", "sha256": hash_key(api_key)},
+                {"name": "test-admin", "sha256": hash_key(admin_key), "admin": True},
+            ]
+        ),
         "STT_MODEL_CACHE_DIR": str(MODEL_CACHE),
+        "STT_LEDGER_URL": f"sqlite:///{workdir / 'usage.db'}",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
@@ -87,7 +94,7 @@ def run_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-    server = RunningServer(f"http://127.0.0.1:{port}", api_key, process, log_path)
+    server = RunningServer(f"http://127.0.0.1:{port}", api_key, admin_key, process, log_path)
     try:
         _wait_until_up(server, startup_timeout)
         yield server

@@ -123,10 +123,10 @@ def test_right_key_gives_name(key_file: KeyFile) -> None:
     alice = key_file.create("alice")
     bob = key_file.create("bob")
     auth = Authenticator(key_file, [], allow_unauthenticated=False)
-    assert auth.authenticate(f"Bearer {alice}") == "alice"
-    assert auth.authenticate(f"Bearer {bob}") == "bob"
-    assert auth.authenticate(f"bearer {bob}") == "bob"
-    assert auth.authenticate(f"Bearer  {bob} ") == "bob"
+    assert auth.authenticate(f"Bearer {alice}").name == "alice"
+    assert auth.authenticate(f"Bearer {bob}").name == "bob"
+    assert auth.authenticate(f"bearer {bob}").name == "bob"
+    assert auth.authenticate(f"Bearer  {bob} ").name == "bob"
     assert auth.has_keys() is True
 
 
@@ -136,10 +136,10 @@ def test_revoked_key_refused_without_restart(key_file: KeyFile) -> None:
     # Another process (the CLI) manages the file; the server's KeyFile instance must notice.
     alice = key_file.create("alice")
     bob = key_file.create("bob")
-    assert auth.authenticate(f"Bearer {alice}") == "alice"
+    assert auth.authenticate(f"Bearer {alice}").name == "alice"
     assert key_file.revoke("alice") is True
     assert refused(auth, f"Bearer {alice}").status == 401
-    assert auth.authenticate(f"Bearer {bob}") == "bob"
+    assert auth.authenticate(f"Bearer {bob}").name == "bob"
     key_file.path.unlink()
     assert refused(auth, f"Bearer {bob}").status == 401
 
@@ -148,16 +148,16 @@ def test_extra_records_from_settings(key_file: KeyFile) -> None:
     extra = [ApiKeyRecord(name="from-env", sha256=hash_key("sk-gateway-env-secret"))]
     auth = Authenticator(key_file, extra, allow_unauthenticated=False)
     assert auth.has_keys() is True
-    assert auth.authenticate("Bearer sk-gateway-env-secret") == "from-env"
+    assert auth.authenticate("Bearer sk-gateway-env-secret").name == "from-env"
     file_secret = key_file.create("from-file")
-    assert auth.authenticate(f"Bearer {file_secret}") == "from-file"
+    assert auth.authenticate(f"Bearer {file_secret}").name == "from-file"
     assert refused(auth, "Bearer sk-gateway-other").status == 401
 
 
 def test_allow_unauthenticated(key_file: KeyFile) -> None:
     auth = Authenticator(key_file, [], allow_unauthenticated=True)
-    assert auth.authenticate(None) == "anonymous"
-    assert auth.authenticate("Bearer whatever") == "anonymous"
+    assert auth.authenticate(None).name == "anonymous"
+    assert auth.authenticate("Bearer whatever").name == "anonymous"
     assert auth.has_keys() is False
 
 

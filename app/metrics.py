@@ -1,0 +1,60 @@
+"""Prometheus metrics for one app instance (its own registry: no process-wide globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "stt_requests_total",
+            "Audio requests answered, by model, response format and HTTP status.",
+            ["model", "response_format", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "stt_request_duration_seconds",
+            "Wall time from request to complete answer.",
+            ["model", "response_format"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_delta = Histogram(
+            "stt_time_to_first_delta_seconds",
+            "Streaming: wall time from request to the first text delta.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "stt_audio_seconds_total", "Seconds of audio transcribed.", ["model"], registry=self.registry
+        )
+        self.queue_depth = Gauge(
+            "stt_queue_depth", "Requests waiting for an inference slot.", ["model"], registry=self.registry
+        )
+        self.in_flight = Gauge("stt_in_flight", "Inferences running now.", ["model"], registry=self.registry)
+        self.model_loads = Counter("stt_model_loads_total", "Models loaded.", ["model"], registry=self.registry)
+        self.model_load_seconds = Histogram(
+            "stt_model_load_duration_seconds", "Time to load a model.", ["model"], registry=self.registry
+        )
+        self.model_unloads = Counter(
+            "stt_model_unloads_total", "Models unloaded after idling.", ["model"], registry=self.registry
+        )
+        self.models_loaded = Gauge("stt_models_loaded", "Models in memory now.", registry=self.registry)
+
+    # ModelEvents, called from worker threads (prometheus_client is thread-safe).
+    def model_loaded(self, name: str, seconds: float) -> None:
+        self.model_loads.labels(name).inc()
+        self.model_load_seconds.labels(name).observe(seconds)
+        self.models_loaded.inc()
+
+    def model_unloaded(self, name: str) -> None:
+        self.model_unloads.labels(name).inc()
+        self.models_loaded.dec()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

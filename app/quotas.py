@@ -1,0 +1,168 @@
+"""Per-key limits: requests per minute (in memory, per replica) and audio hours per rolling day (from the ledger).
+
+Refusals are OpenAI's 429 ``rate_limit_exceeded`` errors with a ``Retry-After`` header (whole seconds):
+
+- requests per minute: ``type: "requests"``, as OpenAI answers an RPM limit;
+- audio hours per day: ``type: "tokens"``, as OpenAI answers a volume limit (TPM/TPD). It is a rolling
+  window, not a billing quota, so ``insufficient_quota`` (which tells clients to stop for good) would mislead.
+
+When the wait is longer than a minute the answer also carries ``x-should-retry: false``, so that the OpenAI
+SDKs do not spend their automatic retries on a window that frees only hours later.
+
+The audio budget is checked before a request starts: a request admitted under budget runs to its end, so a key
+can overshoot by at most the requests it has in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import APIError
+from app.ledger import UsageLedger
+
+RPM_WINDOW_SECONDS = 60.0
+AUDIO_WINDOW = timedelta(hours=24)
+# OpenAI's SDKs wait out a Retry-After only up to this long; beyond it they fall back to short backoff.
+SDK_MAX_RETRY_AFTER_SECONDS = 60
+_TICK = timedelta(microseconds=1)
+
+
+class KeyLimitConfig(BaseModel):
+    """Limits of one API key (or the default for every key); None: unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests admitted per sliding 60 s, counted per server replica."
+    )
+    audio_hours_per_day: float | None = Field(
+        default=None, gt=0, description="Audio hours per rolling 24 h, read from the usage ledger (shared by replicas)."
+    )
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class KeyQuotas:
+    """Admits or refuses a key's next request; refusals raise APIError(429)."""
+
+    def __init__(
+        self,
+        limits: dict[str, KeyLimitConfig],
+        default: KeyLimitConfig,
+        ledger: UsageLedger,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _wall_clock,
+    ) -> None:
+        self.limits = limits
+        self.default = default
+        self.ledger = ledger
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._recent: dict[str, deque[float]] = {}
+
+    def limits_for(self, key_name: str) -> KeyLimitConfig:
+        """The key's limits: each field set in its own entry wins (an explicit null lifts a default limit)."""
+        own = self.limits.get(key_name)
+        if own is None:
+            return self.default
+        return self.default.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
+
+    def check(self, key_name: str) -> None:
+        """Raise APIError(429) if the key may not start a request now; records nothing."""
+        limits = self.limits_for(key_name)
+        self._check_audio(key_name, limits)
+        with self._lock:
+            self._check_rpm(key_name, limits, self._clock())
+
+    def record_request(self, key_name: str) -> None:
+        """Count one started request in the key's requests-per-minute window."""
+        limits = self.limits_for(key_name)
+        if limits.requests_per_minute is None:
+            return
+        with self._lock:
+            now = self._clock()
+            self._window(key_name, now).append(now)
+
+    def admit(self, key_name: str) -> None:
+        """``check`` then ``record_request`` as one step, so concurrent requests cannot all pass one free slot."""
+        limits = self.limits_for(key_name)
+        self._check_audio(key_name, limits)
+        if limits.requests_per_minute is None:
+            return
+        with self._lock:
+            now = self._clock()
+            self._check_rpm(key_name, limits, now)
+            self._window(key_name, now).append(now)
+
+    def _window(self, key_name: str, now: float) -> deque[float]:
+        """The key's request times still inside the last minute (call with the lock held)."""
+        window = self._recent.setdefault(key_name, deque())
+        while window and window[0] <= now - RPM_WINDOW_SECONDS:
+            window.popleft()
+        return window
+
+    def _check_rpm(self, key_name: str, limits: KeyLimitConfig, now: float) -> None:
+        limit = limits.requests_per_minute
+        if limit is None:
+            return
+        window = self._window(key_name, now)
+        if len(window) < limit:
+            return
+        # The slot frees when the request that is `limit`-th from the newest leaves the window.
+        wait = window[-limit] + RPM_WINDOW_SECONDS - now
+        raise _rate_limited(
+            f"Rate limit reached for key '{key_name}' on requests per min (RPM): Limit {limit}, "
+            f"Used {len(window)}, Requested 1. Please try again in {_human(wait)}.",
+            type="requests",
+            wait=wait,
+        )
+
+    def _check_audio(self, key_name: str, limits: KeyLimitConfig) -> None:
+        if limits.audio_hours_per_day is None:
+            return
+        limit = limits.audio_hours_per_day * 3600.0
+        now = self._wall_clock()
+        # The window is (now - 24 h, now]: an event leaves it exactly 24 h after its timestamp, which is when
+        # Retry-After points. Timestamps are stored to the microsecond, so "after" is "at or after + 1 µs".
+        since = now - AUDIO_WINDOW + _TICK
+        used = self.ledger.audio_seconds_since(key_name, since)
+        if used < limit:
+            return
+        oldest_to_expire = self.ledger.running_total_passes(key_name, since, used - limit)
+        wait = (oldest_to_expire + AUDIO_WINDOW - now).total_seconds() if oldest_to_expire else 1.0
+        raise _rate_limited(
+            f"Rate limit reached for key '{key_name}' on audio hours per day: Limit {limits.audio_hours_per_day:g}, "
+            f"Used {used / 3600.0:.2f}. Please try again in {_human(wait)}.",
+            type="tokens",
+            wait=wait,
+        )
+
+
+def _rate_limited(message: str, *, type: str, wait: float) -> APIError:
+    retry_after = max(1, math.ceil(wait))
+    headers = {"retry-after": str(retry_after)}
+    if retry_after > SDK_MAX_RETRY_AFTER_SECONDS:
+        headers["x-should-retry"] = "false"
+    return APIError(429, message, type=type, code="rate_limit_exceeded", headers=headers)
+
+
+def _human(seconds: float) -> str:
+    """A wait as OpenAI writes it: ``1.5s``, ``12m30s``, ``3h2m``."""
+    seconds = max(seconds, 0.0)
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes}m" if hours else f"{minutes}m{secs}s"
