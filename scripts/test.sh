@@ -6,4 +6,5 @@ scripts/install.sh --test
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy
+scripts/lint_deploy.sh
 .venv/bin/python -m pytest "$@"
