@@ -102,6 +102,26 @@ def parse_float(key: str, value: str | None, default: float, *, low: float, high
     return number
 
 
+MAX_SPEAKERS = 32
+
+
+def _speaker_count(fields: Fields, key: str) -> int | None:
+    raw = fields.text(key)
+    if raw is None or not raw.strip():
+        return None
+    value = parse_float(key, raw, 0, low=1, high=MAX_SPEAKERS)
+    if value != int(value):
+        raise invalid_value(key, f"'{key}' must be a whole number, got {raw!r}.")
+    return int(value)
+
+
+def _speaker_counts(fields: Fields) -> tuple[int | None, int | None, int | None]:
+    num, low, high = (_speaker_count(fields, k) for k in ("num_speakers", "min_speakers", "max_speakers"))
+    if low is not None and high is not None and low > high:
+        raise invalid_value("min_speakers", f"min_speakers ({low}) is larger than max_speakers ({high}).")
+    return num, low, high
+
+
 def _required_text(fields: Fields, key: str) -> str:
     value = fields.text(key)
     if value is None or not value.strip():
@@ -246,6 +266,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     if logprobs and response_format is not ResponseFormat.JSON:
         raise invalid_value("include", "include[]=logprobs is only supported with response_format 'json'.")
     explicit_granularities = bool(fields.texts("timestamp_granularities"))
+    num_speakers, min_speakers, max_speakers = (None, None, None) if translate else _speaker_counts(fields)
     data = await upload.read()
     if len(data) > max_upload_bytes:
         raise APIError(
@@ -271,4 +292,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         stream=False if translate else parse_bool("stream", fields.text("stream")),
         chunking=None if translate else _chunking(fields),
         known_speakers=() if translate else _known_speakers(fields),
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
     )

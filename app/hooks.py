@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.observe import RequestRecord
-from engines.types import Transcript
+from engines.types import TranscriptResult
 
 
 class RequestHooks:
@@ -16,5 +16,5 @@ class RequestHooks:
         """Register what must run once the request has finished."""
         record.on_finish.append(self.finished)
 
-    def finished(self, record: RequestRecord, status: int, transcript: Transcript | None) -> None:
+    def finished(self, record: RequestRecord, status: int, transcript: TranscriptResult | None) -> None:
         """Called once per request with its final status."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -14,13 +15,25 @@ import anyio.to_thread
 
 from app.errors import APIError
 from app.scheduler import ModelSlots
-from engines.longform import LongFormRun
-from engines.types import Segment, Transcript
+from engines.types import TranscriptInfo
 from engines.whisper import DecodingCancelled
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Run(Protocol[T_co]):
+    """A prepared transcription (LongFormRun, DiarizedRun): blocking iteration, then its info."""
+
+    def segments(self) -> Iterator[T_co]: ...
+
+    @property
+    def info(self) -> TranscriptInfo: ...
+
+
 DISCONNECT_POLL_SECONDS = 0.25
 
 
@@ -34,12 +47,12 @@ def timeout_error(seconds: float) -> APIError:
     )
 
 
-class TranscriptionJob:
+class TranscriptionJob(Generic[T]):
     """Owns one request's decoding: holds a model slot while it runs, stops when asked, abandoned or late."""
 
     def __init__(
         self,
-        run: LongFormRun,
+        run: Run[T],
         slots: ModelSlots,
         cancel: threading.Event,
         *,
@@ -61,7 +74,7 @@ class TranscriptionJob:
         self.timed_out = True
         self.cancel.set()
 
-    async def segments(self) -> AsyncGenerator[Segment, None]:
+    async def segments(self) -> AsyncGenerator[T, None]:
         """Segments as the decoder finishes them. Leaving early cancels the decoding."""
         send, receive = anyio.create_memory_object_stream[object](max_buffer_size=math.inf)
         token = anyio.lowlevel.current_token()
@@ -95,8 +108,7 @@ class TranscriptionJob:
                                 raise timeout_error(self.time_limit) from item
                             if isinstance(item, BaseException):
                                 raise item
-                            assert isinstance(item, Segment)
-                            yield item
+                            yield item  # type: ignore[misc]
                 finally:
                     if not finished and thread.is_alive():
                         log.info("stopping decoding early: the request was cancelled or abandoned")
@@ -114,9 +126,9 @@ class TranscriptionJob:
         finish, self.on_finish = self.on_finish, lambda: None
         finish()
 
-    async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> Transcript:
-        """The whole transcript; stops early (answering 499) if ``disconnected`` turns true."""
-        segments: list[Segment] = []
+    async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> list[T]:
+        """Every segment; stops early (answering 499) if ``disconnected`` turns true."""
+        segments: list[T] = []
         gone = False
 
         async def watch(scope: anyio.CancelScope) -> None:
@@ -146,4 +158,4 @@ class TranscriptionJob:
             raise
         if gone:
             raise APIError(499, "The client closed the request before the transcript was ready.")
-        return Transcript(info=self.run.info, segments=segments)
+        return segments

@@ -78,6 +78,16 @@ async def _preload(manager: ModelManager, names: list[str], readiness: Readiness
             readiness.pending.discard(name)
 
 
+async def _preload_diarizer(service: TranscriptionService, readiness: Readiness) -> None:
+    try:
+        await anyio.to_thread.run_sync(service.diarizers.get)
+    except ModelLoadError as exc:
+        log.error("could not load the diarizer: %s", exc)
+        readiness.failed["diarizer"] = str(exc)
+    finally:
+        readiness.pending.discard("diarizer")
+
+
 async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
     while True:
         await anyio.sleep(interval)
@@ -89,13 +99,15 @@ def create_app(settings: Settings) -> FastAPI:
     manager = build_manager(settings, metrics)
     service = TranscriptionService(settings, manager, metrics)
     preload = [service.resolve(name).model_id for name in settings.preload_models]
-    readiness = Readiness(pending=set(preload))
+    readiness = Readiness(pending=set(preload) | ({"diarizer"} if settings.diarization.preload else set()))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Listen at once; /ready says when the preloaded models are in memory.
         async with anyio.create_task_group() as background:
             background.start_soon(_preload, manager, preload, readiness)
+            if settings.diarization.preload:
+                background.start_soon(_preload_diarizer, service, readiness)
             idle_limits = [cfg.idle_unload_seconds for cfg in settings.models.values() if cfg.idle_unload_seconds]
             if idle_limits:
                 interval = min(IDLE_CHECK_SECONDS, min(idle_limits) / 2)

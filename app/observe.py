@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.metrics import Metrics
-from engines.types import Transcript
+from engines.types import TranscriptResult
 
 log = logging.getLogger("app.requests")
 
@@ -26,7 +26,7 @@ class RequestRecord:
     stream: bool = False
     started: float = field(default_factory=time.perf_counter)
     first_delta_seconds: float | None = None
-    on_finish: list[Callable[[RequestRecord, int, Transcript | None], None]] = field(default_factory=list)
+    on_finish: list[Callable[[RequestRecord, int, TranscriptResult | None], None]] = field(default_factory=list)
     _done: bool = False
 
     def mark_first_delta(self) -> None:
@@ -34,7 +34,7 @@ class RequestRecord:
             self.first_delta_seconds = time.perf_counter() - self.started
             self.metrics.first_delta.labels(self.model).observe(self.first_delta_seconds)
 
-    def finish(self, status: int, transcript: Transcript | None = None) -> None:
+    def finish(self, status: int, transcript: TranscriptResult | None = None) -> None:
         if self._done:
             return
         self._done = True

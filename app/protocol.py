@@ -60,4 +60,7 @@ class AudioRequest:
     stream: bool = False
     chunking: ChunkingStrategy | None = None
     known_speakers: tuple[KnownSpeaker, ...] = ()
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
     extra: dict[str, str] = field(default_factory=dict)

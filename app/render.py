@@ -33,11 +33,11 @@ def render(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind)
     if fmt is ResponseFormat.VTT:
         return Rendered(vtt(transcript.segments).encode(), VTT_TYPE)
     if fmt is ResponseFormat.VERBOSE_JSON:
-        return _json(verbose_json(transcript, request))
-    return _json(json_body(transcript, request, usage_kind))
+        return json_response(verbose_json(transcript, request))
+    return json_response(json_body(transcript, request, usage_kind))
 
 
-def _json(body: dict[str, Any]) -> Rendered:
+def json_response(body: dict[str, Any]) -> Rendered:
     return Rendered(json.dumps(body, ensure_ascii=False).encode(), JSON_TYPE)
 
 

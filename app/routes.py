@@ -19,9 +19,12 @@ from app.jobs import TranscriptionJob
 from app.observe import RequestRecord
 from app.protocol import AudioRequest
 from app.render import render
+from app.render_diarized import render_diarized
 from app.service import ModelRoute, TranscriptionService, engine_error_to_api
 from app.settings import Settings
-from app.streaming import transcript_events
+from app.streaming import diarized_events, transcript_events
+from engines.diarized import DiarizedRun, DiarizedTranscript
+from engines.types import Transcript
 
 
 def _service(request: Request) -> TranscriptionService:
@@ -68,24 +71,38 @@ async def _audio(request: Request, task: str) -> Response:
     if audio_request.stream:
         return _stream(job, audio_request, route, record, settings)
     try:
-        transcript = await job.collect(request.is_disconnected)
+        segments = await job.collect(request.is_disconnected)
     except Exception as exc:
         error = engine_error_to_api(exc)
         record.finish(error.status)
         raise error from exc
     finally:
         job.close()
-    rendered = render(transcript, audio_request, route.usage)
-    record.finish(200, transcript)
+    info = job.run.info
+    if isinstance(job.run, DiarizedRun):
+        diarized = DiarizedTranscript(info, segments)
+        rendered = render_diarized(diarized, audio_request, route.usage)
+        record.finish(200, diarized)
+    else:
+        transcript = Transcript(info, segments)
+        rendered = render(transcript, audio_request, route.usage)
+        record.finish(200, transcript)
     return Response(rendered.body, media_type=rendered.media_type)
 
 
 def _stream(
-    job: TranscriptionJob, audio_request: AudioRequest, route: ModelRoute, record: RequestRecord, settings: Settings
+    job: TranscriptionJob[Any],
+    audio_request: AudioRequest,
+    route: ModelRoute,
+    record: RequestRecord,
+    settings: Settings,
 ) -> EventSourceResponse:
     async def frames() -> AsyncIterator[ServerSentEvent]:
         status, transcript = 499, None  # unless the stream runs to its end
-        events = transcript_events(job, audio_request, route.usage)
+        if isinstance(job.run, DiarizedRun):
+            events = diarized_events(job, audio_request, route.usage)
+        else:
+            events = transcript_events(job, audio_request, route.usage)
         try:
             async for event in events:
                 if event.status is not None:

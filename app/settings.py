@@ -44,6 +44,25 @@ class AliasConfig(BaseModel):
 
     model: str = Field(description="Key of an entry in `models`.")
     usage: UsageKind = Field("tokens", description="Shape of `usage` in json answers: OpenAI's `duration` or `tokens`.")
+    diarize: bool = Field(False, description="Attribute speech to speakers (as `gpt-4o-transcribe-diarize`).")
+
+
+class DiarizationConfig(BaseModel):
+    """The speaker-diarization engine."""
+
+    engine: Literal["embedded", "pyannote"] = Field(
+        "embedded", description="`embedded`: Silero VAD + resemblyzer, offline. `pyannote`: a pyannote.audio pipeline."
+    )
+    source: str | None = Field(
+        None,
+        description="pyannote: a local pipeline directory or a hub id (`pyannote/speaker-diarization-community-1`).",
+    )
+    token: str | None = Field(None, description="Hub token for gated pyannote pipelines (e.g. from $HF_TOKEN).")
+    device: str = Field("auto", description="`auto`, `cpu` or `cuda[:n]`.")
+    match_threshold: float | None = Field(
+        None, ge=-1, le=1, description="Cosine similarity for a known-speaker match; null: the engine's default."
+    )
+    preload: bool = Field(False, description="Load the diarizer at start-up instead of on first use.")
 
 
 class ApiKeyRecord(BaseModel):
@@ -70,6 +89,9 @@ class Settings(BaseSettings):
     )
     local_model_usage: UsageKind = Field(
         "duration", description="`usage` shape when a local model id is requested directly."
+    )
+    diarization: DiarizationConfig = Field(
+        default_factory=DiarizationConfig, description="Speaker diarization engine (`STT_DIARIZATION__*`)."
     )
     preload_models: list[str] = Field(
         default_factory=list, description="Model ids loaded at start-up instead of on first use."

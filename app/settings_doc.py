@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from app.settings import PROJECT_ROOT, AliasConfig, ModelConfig, Settings
+from app.quotas import KeyLimitConfig
+from app.settings import PROJECT_ROOT, AliasConfig, DiarizationConfig, ModelConfig, Settings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -15,6 +16,8 @@ def _default(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     if field.default_factory is not None:
         value: object = field.default_factory()  # type: ignore[call-arg]
+        if isinstance(value, BaseModel):
+            return "see below"
     elif field.default is PydanticUndefined:
         return "required"
     else:
@@ -37,6 +40,8 @@ def settings_table() -> str:
     lines += _rows(Settings, "", env=True)
     lines += _rows(ModelConfig, "models.<id>.", env=False)
     lines += _rows(AliasConfig, "aliases.<name>.", env=False)
+    lines += _rows(DiarizationConfig, "diarization.", env=False)
+    lines += _rows(KeyLimitConfig, "default_limits. / key_limits.<key>.", env=False)
     return "\n".join(lines)
 
 

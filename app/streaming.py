@@ -10,10 +10,12 @@ from typing import Any
 from app.jobs import TranscriptionJob
 from app.protocol import AudioRequest
 from app.render import logprobs_body
+from app.render_diarized import segment_event
 from app.service import engine_error_to_api
 from app.settings import UsageKind
 from app.usage import tokens_usage
-from engines.types import Segment, Transcript
+from engines.diarized import DiarizedTranscript, SpeakerSegment
+from engines.types import Segment, Transcript, TranscriptResult
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ class StreamEvent:
 
     payload: dict[str, Any]
     status: int | None = None  # set on the last event: 200 for done, the error's status otherwise
-    transcript: Transcript | None = None
+    transcript: TranscriptResult | None = None
 
 
 def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[str, Any]:
@@ -35,7 +37,7 @@ def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[st
 
 
 async def transcript_events(
-    job: TranscriptionJob, request: AudioRequest, usage_kind: UsageKind
+    job: TranscriptionJob[Segment], request: AudioRequest, usage_kind: UsageKind
 ) -> AsyncIterator[StreamEvent]:
     """Events as JSON-able dicts. Joined deltas equal the done text, which equals the json answer's text."""
     segments: list[Segment] = []
@@ -62,6 +64,37 @@ async def transcript_events(
     done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
     if request.logprobs:
         done["logprobs"] = logprobs_body(transcript.logprobs)
+    if usage_kind == "tokens":
+        done["usage"] = tokens_usage(transcript)
+    yield StreamEvent(done, status=200, transcript=transcript)
+
+
+async def diarized_events(
+    job: TranscriptionJob[SpeakerSegment], request: AudioRequest, usage_kind: UsageKind
+) -> AsyncIterator[StreamEvent]:
+    """Per speaker segment: its text as a delta carrying ``segment_id``, then the segment itself."""
+    segments: list[SpeakerSegment] = []
+    emitted = ""
+    stream = job.segments()
+    try:
+        async for segment in stream:
+            segments.append(segment)
+            text = "".join(s.text for s in segments).strip()
+            delta = text[len(emitted) :]
+            emitted = text
+            if delta:
+                yield StreamEvent({"type": "transcript.text.delta", "delta": delta, "segment_id": segment.id})
+            yield StreamEvent(segment_event(segment))
+    except Exception as exc:
+        error = engine_error_to_api(exc)
+        if error.status >= 500:
+            log.exception("stream failed")
+        yield StreamEvent(error.body(), status=error.status)
+        return
+    finally:
+        await stream.aclose()
+    transcript = DiarizedTranscript(info=job.run.info, segments=segments)
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
     if usage_kind == "tokens":
         done["usage"] = tokens_usage(transcript)
     yield StreamEvent(done, status=200, transcript=transcript)

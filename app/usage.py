@@ -15,14 +15,14 @@ import math
 from typing import Any
 
 from app.settings import UsageKind
-from engines.types import Transcript
+from engines.types import TranscriptResult
 
 
-def duration_usage(transcript: Transcript) -> dict[str, Any]:
+def duration_usage(transcript: TranscriptResult) -> dict[str, Any]:
     return {"type": "duration", "seconds": math.ceil(transcript.info.duration)}
 
 
-def tokens_usage(transcript: Transcript) -> dict[str, Any]:
+def tokens_usage(transcript: TranscriptResult) -> dict[str, Any]:
     text_tokens = transcript.info.prompt_tokens
     audio_tokens = transcript.info.audio_tokens
     input_tokens = text_tokens + audio_tokens
@@ -36,5 +36,5 @@ def tokens_usage(transcript: Transcript) -> dict[str, Any]:
     }
 
 
-def usage_for(kind: UsageKind, transcript: Transcript) -> dict[str, Any]:
+def usage_for(kind: UsageKind, transcript: TranscriptResult) -> dict[str, Any]:
     return tokens_usage(transcript) if kind == "tokens" else duration_usage(transcript)

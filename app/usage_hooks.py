@@ -9,7 +9,7 @@ from app.hooks import RequestHooks
 from app.ledger import UsageEvent, UsageLedger
 from app.observe import RequestRecord
 from app.quotas import KeyQuotas
-from engines.types import Transcript
+from engines.types import TranscriptResult
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 UNRECORDED_STATUSES = frozenset({429})
 
 
-def usage_event(record: RequestRecord, status: int, transcript: Transcript | None) -> UsageEvent:
+def usage_event(record: RequestRecord, status: int, transcript: TranscriptResult | None) -> UsageEvent:
     """The ledger row of a finished request; tokens counted as in OpenAI's ``tokens`` usage shape."""
     if transcript is None:
         return UsageEvent(key_name=record.key_name, model=record.model, endpoint=record.endpoint, status=status)
@@ -48,7 +48,7 @@ class LedgerHooks(RequestHooks):
         if self.quotas is not None:
             self.quotas.admit(record.key_name)
 
-    def finished(self, record: RequestRecord, status: int, transcript: Transcript | None) -> None:
+    def finished(self, record: RequestRecord, status: int, transcript: TranscriptResult | None) -> None:
         if status in UNRECORDED_STATUSES:
             return
         event = usage_event(record, status, transcript)

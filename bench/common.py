@@ -1,18 +1,21 @@
-"""Helpers for the benchmark: input audio, the long test file, timing statistics, memory, the server process."""
+"""Helpers for the benchmarks: input audio, long test files, timing statistics, memory, the server process,
+tables, and what the machine was doing."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import time
 import wave
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.settings import PROJECT_ROOT
+from app.main import create_app
+from app.service import TranscriptionService
+from app.settings import PROJECT_ROOT, Settings
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 
 SHORT_FILE = "en_osr_harvard72_8k.wav"
@@ -28,6 +33,8 @@ LONG_FILE = "long_5min.wav"
 LONG_TARGET_SECONDS = 300.0
 GAP_SECONDS = 0.5
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm"})
+# A 1-minute load average above this before the start means something else was using the CPU.
+BUSY_LOAD = 0.5
 # Recordings named `xx_...` with a language code other than `en` are left out of the long file:
 # Whisper detects the language once, from the first 30 s, so foreign speech would be mis-decoded.
 _LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
@@ -93,9 +100,63 @@ def write_wav(path: Path, samples: Samples, sample_rate: int = SAMPLE_RATE) -> N
         out.writeframes(pcm.tobytes())
 
 
+def encode_mp3(source: Path, target: Path, *, seconds: float, bitrate_kbps: int) -> Path:
+    """Encode ``source`` as 16 kHz mono MP3 with ffmpeg, looping it until ``seconds`` of audio.
+
+    Long uploads have to be compressed to fit the 25 MiB upload limit: at 16 kHz mono, 32 kbps is
+    about 14 MiB per hour and 24 kbps about 10.5 MiB.
+    """
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise BenchError(
+            "ffmpeg is needed to build the compressed long files; install it (e.g. apt-get install ffmpeg)"
+        )
+    command = [
+        ffmpeg,
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-stream_loop",
+        "-1",
+        "-i",
+        str(source),
+        "-t",
+        f"{seconds:.3f}",
+        "-ac",
+        "1",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-c:a",
+        "libmp3lame",
+        "-b:a",
+        f"{bitrate_kbps}k",
+        str(target),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not target.is_file():
+        raise BenchError(f"ffmpeg could not encode {target.name}: {result.stderr.strip()[-500:]}")
+    return target
+
+
 def wav_seconds(path: Path) -> float:
     with wave.open(str(path), "rb") as wav:
         return wav.getnframes() / wav.getframerate()
+
+
+@dataclass(frozen=True)
+class BenchFile:
+    """One input: its path, its bytes (read once, as an upload would be) and its length."""
+
+    name: str
+    path: Path
+    data: bytes
+    audio_seconds: float
+
+    @classmethod
+    def from_wav(cls, path: Path) -> BenchFile:
+        return cls(path.name, path, path.read_bytes(), wav_seconds(path))
 
 
 @dataclass(frozen=True)
@@ -145,12 +206,83 @@ def own_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _proc_status_mib(pid: int, field: str) -> float:
+    """A memory line of /proc/<pid>/status (reported in KiB) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no {field} in /proc/{pid}/status")
+
+
 def process_peak_rss_mib(pid: int) -> float:
     """Peak resident memory (VmHWM) of another process since it started."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+    return _proc_status_mib(pid, "VmHWM")
+
+
+def process_rss_mib(pid: int) -> float:
+    """Current resident memory (VmRSS) of another process."""
+    return _proc_status_mib(pid, "VmRSS")
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, rounded for the JSON file."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def machine_info(cores: int, loadavg: Mapping[str, Sequence[float]]) -> dict[str, object]:
+    """What the JSON files record about the machine: cores, platform and the load averages taken."""
+    return {
+        "cores_available": cores,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **{f"loadavg_{moment}": list(values) for moment, values in loadavg.items()},
+    }
+
+
+def busy_warning(load_before: Sequence[float]) -> str | None:
+    """A warning when the 1-minute load average before the start shows other work on the CPU."""
+    if load_before[0] <= BUSY_LOAD:
+        return None
+    return (
+        f"warning: the 1-minute load average was {load_before[0]:.2f} before the benchmark started: other "
+        "processes were using the CPU, so wall times (and their ratio) are unreliable; the CPU columns suffer less"
+    )
+
+
+def git_commit() -> str | None:
+    """The short commit of the checkout, or None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned."""
+    lines = [tuple(headers), *(tuple(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+
+    def render(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return " | ".join((first, *rest))
+
+    rule = "-+-".join("-" * width for width in widths)
+    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+
+
+def server_service(settings: Settings) -> TranscriptionService:
+    """The server's own TranscriptionService for ``settings``, as the app factory builds it (no model is loaded).
+
+    Model names resolve and request options are built exactly as in the server, whatever the service needs.
+    """
+    service = create_app(settings).state.service
+    if not isinstance(service, TranscriptionService):
+        raise BenchError(f"the app holds no TranscriptionService but {type(service).__name__}")
+    return service
 
 
 def free_port() -> int:
@@ -214,14 +346,24 @@ def run_server(
 
 
 def _wait_until_up(server: Server, timeout: float) -> None:
+    """Wait until the server answers and its preloaded models are in memory.
+
+    A server with ``/ready`` listens before the preloaded models are loaded and says 503 until they
+    are; one without it (404) loads them before it answers ``/health`` at all.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(f"server exited with code {server.process.returncode}:\n{server.log_tail()}")
         try:
-            if httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+            ready = httpx.get(f"{server.base_url}/ready", timeout=2)
+            if ready.status_code == 200:
                 return
-        except httpx.HTTPError:
+            if ready.status_code == 404 and httpx.get(f"{server.base_url}/health", timeout=2).status_code == 200:
+                return
+            if ready.status_code == 503 and ready.json().get("failed"):
+                raise BenchError(f"the server could not load its models: {ready.text}\n{server.log_tail()}")
+        except (httpx.HTTPError, ValueError, AttributeError):
             pass
         time.sleep(0.25)
     raise BenchError(f"server did not start within {timeout:.0f} s:\n{server.log_tail()}")

@@ -6,8 +6,6 @@ import argparse
 import gc
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,22 +18,27 @@ from pathlib import Path
 from openai import OpenAI
 
 from app.errors import APIError
-from app.main import build_registry
 from app.protocol import AudioRequest
-from app.service import TranscriptionService
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     LONG_FILE,
     SHORT_FILE,
     BenchError,
+    BenchFile,
     Timings,
     audio_dir,
     build_long_file,
+    busy_warning,
+    git_commit,
+    load_average,
+    machine_info,
     own_cpu_seconds,
     own_peak_rss_mib,
     process_cpu_seconds,
     process_peak_rss_mib,
+    render_table,
     run_server,
+    server_service,
     wav_seconds,
 )
 from engines.audio import decode_audio
@@ -44,18 +47,6 @@ from engines.types import DecodeOptions
 from engines.whisper import WhisperEngine
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-# A 1-minute load average above this before the start means something else was using the CPU.
-BUSY_LOAD = 0.5
-
-
-@dataclass(frozen=True)
-class BenchFile:
-    """One input: its path, its bytes (read once, as an upload would be) and its length."""
-
-    name: str
-    path: Path
-    data: bytes
-    audio_seconds: float
 
 
 @dataclass(frozen=True)
@@ -92,19 +83,18 @@ def transcribe_once(engine: WhisperEngine, options: DecodeOptions, data: bytes, 
 
 
 def _in_process_runs(settings: Settings, requested: str, files: Sequence[BenchFile], runs: int) -> list[Measured]:
-    registry = build_registry(settings)  # the same WhisperSpec (beam size, threads, compute type) as the server
-    service = TranscriptionService(settings, registry)
+    service = server_service(settings)  # the same WhisperSpec (beam size, threads, compute type) as the server
     model_id = service.resolve(requested).model_id
     print(f"in-process: loading model {model_id!r} …", flush=True)
-    engine = registry.get(model_id)
     results = []
-    for item in files:
-        request = AudioRequest(task="transcribe", file=item.data, filename=item.name, model=requested)
-        options = service.decode_options(request, engine, model_id)  # as the service builds them for this request
-        once = partial(transcribe_once, engine, options, item.data, settings.max_audio_seconds)
-        print(f"in-process: {item.name} (warm-up + {runs} runs) …", flush=True)
-        timings, text = time_runs(runs, once, own_cpu_seconds)
-        results.append(Measured(timings, text, own_peak_rss_mib()))
+    with service.manager.lease(model_id) as engine:
+        for item in files:
+            request = AudioRequest(task="transcribe", file=item.data, filename=item.name, model=requested)
+            options = service.decode_options(request, engine, model_id)  # as the service builds them for this request
+            once = partial(transcribe_once, engine, options, item.data, settings.max_audio_seconds)
+            print(f"in-process: {item.name} (warm-up + {runs} runs) …", flush=True)
+            timings, text = time_runs(runs, once, own_cpu_seconds)
+            results.append(Measured(timings, text, own_peak_rss_mib()))
     return results
 
 
@@ -143,16 +133,6 @@ def bench_http(
             timings, text = time_runs(runs, once, cpu_clock)
             results.append(Measured(timings, text, process_peak_rss_mib(pid)))
     return results
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 @dataclass(frozen=True)
@@ -229,16 +209,7 @@ def table_row(result: FileResult) -> tuple[str, ...]:
 
 
 def format_table(results: Sequence[FileResult]) -> str:
-    lines = [TABLE_HEADERS, *(table_row(result) for result in results)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADERS))]
-
-    def render(cells: tuple[str, ...]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return " | ".join((first, *rest))
-
-    rule = "-+-".join("-" * width for width in widths)
-    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+    return render_table(TABLE_HEADERS, [table_row(result) for result in results])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,14 +232,14 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(str(exc)) from exc
     requested: str = args.model
     try:
-        model_id = TranscriptionService(settings, build_registry(settings)).resolve(requested).model_id
+        model_id = server_service(settings).resolve(requested).model_id
     except APIError as exc:
         raise BenchError(f"--model {requested!r}: {exc.message}") from exc
     model_cfg = settings.models[model_id]
     device, compute_type = resolve_device(model_cfg.device, model_cfg.compute_type)
     threads = model_cfg.cpu_threads or available_cores()
     started = datetime.now(UTC)
-    load_before = os.getloadavg()
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory(prefix="stt-bench-") as tmp:
         workdir = Path(tmp)
@@ -280,13 +251,13 @@ def run(args: argparse.Namespace) -> int:
         ]
         # One after the other, never both at once: the in-process model is freed before the server starts.
         local = bench_in_process(settings, requested, files, args.runs)
-        load_between = os.getloadavg()
+        load_between = load_average()
         http = bench_http(config, requested, model_id, files, args.runs, workdir)
 
     results = [FileResult(item, a, b) for item, a, b in zip(files, local, http, strict=True)]
     report = {
         "started_at": started.isoformat(timespec="seconds"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "config": str(config),
         "model_requested": requested,
         "model_id": model_id,
@@ -299,14 +270,9 @@ def run(args: argparse.Namespace) -> int:
             "max_concurrency": model_cfg.max_concurrency,
         },
         "runs": args.runs,
-        "machine": {
-            "cores_available": available_cores(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_between": [round(x, 2) for x in load_between],
-            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-        },
+        "machine": machine_info(
+            available_cores(), {"before": load_before, "between": load_between, "after": load_average()}
+        ),
         "audio_dir": str(source_dir),
         "results": [result.as_dict() for result in results],
     }
@@ -324,11 +290,9 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         if result.local.text != result.http.text:
             print(f"note: {result.item.name}: the in-process and HTTP transcripts differ")
-    if load_before[0] > BUSY_LOAD:
-        print(
-            f"warning: the 1-minute load average was {load_before[0]:.2f} before the benchmark started: other "
-            "processes were using the CPU, so wall times (and their ratio) are unreliable; the CPU columns suffer less"
-        )
+    warning = busy_warning(load_before)
+    if warning is not None:
+        print(warning)
     print(f"\nresults written to {out}")
     return 0
 

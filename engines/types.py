@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 Task = Literal["transcribe", "translate"]
 
@@ -89,3 +89,16 @@ class Transcript:
     @property
     def logprobs(self) -> list[TokenLogprob]:
         return [lp for segment in self.segments for lp in segment.logprobs]
+
+
+class TranscriptResult(Protocol):
+    """What accounting needs from any finished transcription (plain or with speakers)."""
+
+    @property
+    def info(self) -> TranscriptInfo: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def output_tokens(self) -> int: ...

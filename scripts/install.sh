@@ -6,19 +6,22 @@ cd "$(dirname "$0")/.."
 WITH_TEST=0
 [[ "${1:-}" == "--test" ]] && WITH_TEST=1
 
+# The server decodes audio through PyAV (bundled FFmpeg); the pyannote diarizer's torchcodec needs
+# the system FFmpeg libraries. Tests also generate speech and convert containers.
+tools=(ffmpeg)
+[[ $WITH_TEST == 1 ]] && tools+=(espeak-ng sox)
 need_system=()
-if [[ $WITH_TEST == 1 ]]; then
-  # Tests generate speech and convert containers; the server itself decodes through PyAV.
-  for tool in ffmpeg espeak-ng sox; do command -v "$tool" >/dev/null || need_system+=("$tool"); done
-fi
+for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || need_system+=("$tool"); done
 if ((${#need_system[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need_system[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_system[@]}" >/dev/null
-  else
+  elif [[ $WITH_TEST == 1 ]]; then
     echo "missing system packages: ${need_system[*]} (install them, e.g. sudo apt-get install ${need_system[*]})" >&2
     exit 1
+  else
+    echo "warning: ${need_system[*]} not found; the pyannote diarizer needs FFmpeg (apt-get install ffmpeg)" >&2
   fi
 fi
 
@@ -29,3 +32,6 @@ PYTHON=${PYTHON:-python3}
 extras=""
 [[ $WITH_TEST == 1 ]] && extras="[test]"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}"
+# resemblyzer's metadata pins the unbuildable webrtcvad sdist; webrtcvad-wheels (above) provides it.
+.venv/bin/python -m pip install -q --no-deps -c constraints.txt resemblyzer==0.1.4
+.venv/bin/python scripts/fix_torchaudio_cpu.py

@@ -53,6 +53,7 @@ def default_test_config() -> dict[str, object]:
             "gpt-4o-transcribe": {"model": "base", "usage": "tokens"},
             "gpt-4o-mini-transcribe": {"model": "base", "usage": "tokens"},
             "gpt-4o-mini-transcribe-2025-12-15": {"model": "base", "usage": "tokens"},
+            "gpt-4o-transcribe-diarize": {"model": "base", "usage": "tokens", "diarize": True},
         },
         "preload_models": ["base"],
     }

@@ -1,0 +1,62 @@
+"""Render a transcript with speakers: diarized_json, json, text, and srt/vtt cues that name the speaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.protocol import AudioRequest, ResponseFormat
+from app.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, Rendered, format_timestamp, json_response
+from app.settings import UsageKind
+from app.usage import usage_for
+from engines.diarized import DiarizedTranscript, SpeakerSegment
+
+
+def segment_event(segment: SpeakerSegment) -> dict[str, Any]:
+    return {
+        "type": "transcript.text.segment",
+        "id": segment.id,
+        "start": segment.start,
+        "end": segment.end,
+        "text": segment.text.strip(),
+        "speaker": segment.speaker,
+    }
+
+
+def diarized_json(transcript: DiarizedTranscript, usage_kind: UsageKind) -> dict[str, Any]:
+    return {
+        "task": "transcribe",
+        "duration": round(transcript.info.duration, 3),
+        "text": transcript.text,
+        "segments": [segment_event(s) for s in transcript.segments],
+        "usage": usage_for(usage_kind, transcript),
+    }
+
+
+def _cues(transcript: DiarizedTranscript, decimal: str, voice: bool) -> list[str]:
+    cues = []
+    for segment in transcript.segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        times = (
+            f"{format_timestamp(segment.start, decimal=decimal)} --> {format_timestamp(segment.end, decimal=decimal)}"
+        )
+        cues.append(f"{times}\n<v {segment.speaker}>{text}\n" if voice else f"{times}\n{segment.speaker}: {text}\n")
+    return cues
+
+
+def render_diarized(transcript: DiarizedTranscript, request: AudioRequest, usage_kind: UsageKind) -> Rendered:
+    fmt = request.response_format
+    if fmt is ResponseFormat.TEXT:
+        return Rendered((transcript.text + "\n").encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.SRT:
+        cues = _cues(transcript, ",", voice=False)
+        return Rendered("\n".join(f"{n}\n{cue}" for n, cue in enumerate(cues, start=1)).encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.VTT:
+        return Rendered(("WEBVTT\n\n" + "\n".join(_cues(transcript, ".", voice=True))).encode(), VTT_TYPE)
+    if fmt is ResponseFormat.DIARIZED_JSON:
+        return json_response(diarized_json(transcript, usage_kind))
+    return json_response({"text": transcript.text, "usage": usage_for(usage_kind, transcript)})
+
+
+__all__ = ["JSON_TYPE", "render_diarized", "segment_event"]
