@@ -18,11 +18,16 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # ---------------------------------------------------------------------------------------------
 # Base images: a Python interpreter and nothing else.
 FROM ${PYTHON_IMAGE} AS cpu-base
+# FFmpeg's libraries for torchcodec (pyannote.audio); PyAV bundles its own for decoding uploads.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
 
 FROM ${CUDA_IMAGE} AS gpu-base
 # hadolint ignore=DL3008
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
 # ---------------------------------------------------------------------------------------------
@@ -33,9 +38,14 @@ FROM cpu-base AS cpu-build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
+COPY scripts/fix_torchaudio_cpu.py ./scripts/
+# The CPU image takes torch from PyTorch's CPU wheel index (PyPI's Linux torch is the CUDA build);
+# resemblyzer goes in without its obsolete webrtcvad pin (webrtcvad-wheels provides the module).
 RUN python3 -m venv /opt/stt \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && /opt/stt/bin/pip install -c constraints.txt -r /tmp/requirements.txt
+ && /opt/stt/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt -r /tmp/requirements.txt \
+ && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4 \
+ && /opt/stt/bin/python scripts/fix_torchaudio_cpu.py
 COPY README.md ./
 COPY app ./app
 COPY engines ./engines
@@ -47,7 +57,8 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/stt \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && /opt/stt/bin/pip install -c constraints.txt -r /tmp/requirements.txt
+ && /opt/stt/bin/pip install -c constraints.txt -r /tmp/requirements.txt \
+ && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4
 COPY README.md ./
 COPY app ./app
 COPY engines ./engines
