@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from app.jobs import TranscriptionJob
 from app.protocol import AudioRequest
@@ -36,22 +36,33 @@ def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[st
     return event
 
 
-async def transcript_events(
-    job: TranscriptionJob[Segment], request: AudioRequest, usage_kind: UsageKind
+class _HasText(Protocol):
+    @property
+    def text(self) -> str: ...
+
+
+S = TypeVar("S", bound=_HasText)
+
+
+async def _events(
+    job: TranscriptionJob[S],
+    on_segment: Callable[[S, str], list[dict[str, Any]]],
+    finish: Callable[[list[S]], StreamEvent],
 ) -> AsyncIterator[StreamEvent]:
-    """Events as JSON-able dicts. Joined deltas equal the done text, which equals the json answer's text."""
-    segments: list[Segment] = []
+    """The shared shape of a transcript stream: per-segment events, then done, or an error event.
+
+    Deltas are cut from the stripped running text, so they join to exactly the final text.
+    """
+    segments: list[S] = []
     emitted = ""
     stream = job.segments()
     try:
         async for segment in stream:
             segments.append(segment)
-            # Deltas are cut from the stripped running text, so they join to exactly the final text.
             text = "".join(s.text for s in segments).strip()
-            delta = text[len(emitted) :]
-            if delta:
-                emitted = text
-                yield StreamEvent(_delta_event(delta, segment, request))
+            delta, emitted = text[len(emitted) :], text
+            for payload in on_segment(segment, delta):
+                yield StreamEvent(payload)
     except Exception as exc:  # after the stream has started the error can only travel as an event
         error = engine_error_to_api(exc)
         if error.status >= 500:
@@ -60,41 +71,42 @@ async def transcript_events(
         return
     finally:
         await stream.aclose()
-    transcript = Transcript(info=job.run.info, segments=segments)
-    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
-    if request.logprobs:
-        done["logprobs"] = logprobs_body(transcript.logprobs)
+    yield finish(segments)
+
+
+def _done(transcript: TranscriptResult, usage_kind: UsageKind, **extra: Any) -> StreamEvent:
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text, **extra}
     if usage_kind == "tokens":
         done["usage"] = tokens_usage(transcript)
-    yield StreamEvent(done, status=200, transcript=transcript)
+    return StreamEvent(done, status=200, transcript=transcript)
 
 
-async def diarized_events(
+def transcript_events(
+    job: TranscriptionJob[Segment], request: AudioRequest, usage_kind: UsageKind
+) -> AsyncIterator[StreamEvent]:
+    """Text deltas (with log-probs when asked), then done; the done text equals the json answer's."""
+
+    def on_segment(segment: Segment, delta: str) -> list[dict[str, Any]]:
+        return [_delta_event(delta, segment, request)] if delta else []
+
+    def finish(segments: list[Segment]) -> StreamEvent:
+        transcript = Transcript(info=job.run.info, segments=segments)
+        extra = {"logprobs": logprobs_body(transcript.logprobs)} if request.logprobs else {}
+        return _done(transcript, usage_kind, **extra)
+
+    return _events(job, on_segment, finish)
+
+
+def diarized_events(
     job: TranscriptionJob[SpeakerSegment], request: AudioRequest, usage_kind: UsageKind
 ) -> AsyncIterator[StreamEvent]:
     """Per speaker segment: its text as a delta carrying ``segment_id``, then the segment itself."""
-    segments: list[SpeakerSegment] = []
-    emitted = ""
-    stream = job.segments()
-    try:
-        async for segment in stream:
-            segments.append(segment)
-            text = "".join(s.text for s in segments).strip()
-            delta = text[len(emitted) :]
-            emitted = text
-            if delta:
-                yield StreamEvent({"type": "transcript.text.delta", "delta": delta, "segment_id": segment.id})
-            yield StreamEvent(segment_event(segment))
-    except Exception as exc:
-        error = engine_error_to_api(exc)
-        if error.status >= 500:
-            log.exception("stream failed")
-        yield StreamEvent(error.body(), status=error.status)
-        return
-    finally:
-        await stream.aclose()
-    transcript = DiarizedTranscript(info=job.run.info, segments=segments)
-    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
-    if usage_kind == "tokens":
-        done["usage"] = tokens_usage(transcript)
-    yield StreamEvent(done, status=200, transcript=transcript)
+
+    def on_segment(segment: SpeakerSegment, delta: str) -> list[dict[str, Any]]:
+        events = [{"type": "transcript.text.delta", "delta": delta, "segment_id": segment.id}] if delta else []
+        return [*events, segment_event(segment)]
+
+    def finish(segments: list[SpeakerSegment]) -> StreamEvent:
+        return _done(DiarizedTranscript(info=job.run.info, segments=segments), usage_kind)
+
+    return _events(job, on_segment, finish)
