@@ -436,6 +436,17 @@ class RssResult:
     def pcm_mib(self) -> float:
         return self.audio_minutes * PCM_MIB_PER_MINUTE
 
+    @property
+    def quarter_max_mib(self) -> list[float]:
+        """The highest sampled VmRSS in each quarter of the request: flat when memory does not creep."""
+        if not self.samples:
+            return []
+        end = max(t for t, _ in self.samples)
+        quarters: list[list[float]] = [[], [], [], []]
+        for t, mib in self.samples:
+            quarters[min(3, int(4 * t / end))].append(mib)
+        return [max(q, default=0.0) for q in quarters]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "file": self.spec.name,
@@ -447,6 +458,7 @@ class RssResult:
             "peak_rss_mib": round(self.peak_mib, 1),
             "rss_after_mib": round(self.rss_after_mib, 1),
             "sampled_max_rss_mib": round(self.sampled_max_mib, 1),
+            "sampled_max_rss_mib_by_quarter": [round(mib, 1) for mib in self.quarter_max_mib],
             "growth_mib": round(self.growth_mib, 1),
             "growth_mib_per_audio_minute": round(self.growth_per_minute, 3),
             "decoded_pcm_mib": round(self.pcm_mib, 1),
@@ -630,6 +642,7 @@ RSS_HEADERS = (
     "growth MiB",
     "growth MiB / audio min",
     "decoded PCM MiB",
+    "VmRSS max by quarter MiB",
     "wall s",
     "RTF",
 )
@@ -646,6 +659,7 @@ def rss_row(result: RssResult) -> tuple[str, ...]:
         f"{result.growth_mib:.0f}",
         f"{result.growth_per_minute:.2f}",
         f"{result.pcm_mib:.0f}",
+        "/".join(f"{mib:.0f}" for mib in result.quarter_max_mib) or "-",
         f"{result.wall_s:.1f}",
         f"{result.audio_seconds / result.wall_s:.1f}x",
     )
