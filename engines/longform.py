@@ -23,6 +23,9 @@ from engines.whisper import ENCODER_POSITIONS_PER_SECOND, DecodingCancelled, Whi
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
 PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
 DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
+# Unchunked blocks are still checked for any speech at all: Whisper invents text on pure noise.
+# A low threshold on loudness-normalised audio, so faint speech still counts as speech.
+SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class LongFormRun:
 
     def _plain_block(self, buffer: Samples, final: bool, prompt: str | None) -> Generator[Segment, None, int]:
         guard = int(self.config.guard_seconds * SAMPLE_RATE)
-        if float(np.max(np.abs(buffer), initial=0.0)) < DIGITAL_SILENCE:
+        if not _has_speech(buffer):
             return buffer.size if final else max(0, buffer.size - guard)
         limit = buffer.size / SAMPLE_RATE - (0.0 if final else self.config.guard_seconds)
         accepted_end = 0.0
@@ -156,6 +159,12 @@ class LongFormRun:
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise DecodingCancelled("decoding was cancelled")
+
+
+def _has_speech(audio: Samples) -> bool:
+    if float(np.max(np.abs(audio), initial=0.0)) < DIGITAL_SILENCE:
+        return False
+    return bool(speech_regions(normalize_loudness(audio), SPEECH_GATE))
 
 
 def _shift(segment: Segment, seconds: float, frames: int, new_id: int) -> Segment:
