@@ -26,5 +26,8 @@ class DiarizerHolder:
             with self._lock:
                 if self._diarizer is None:
                     token = self.config.token or os.environ.get("HF_TOKEN")
-                    self._diarizer = load_diarizer(self.config.engine, self.config.source, token, self.config.device)
+                    # Warm up here (first-call JIT compilation), so no request pays for it.
+                    self._diarizer = load_diarizer(
+                        self.config.engine, self.config.source, token, self.config.device, warm_up=True
+                    )
         return self._diarizer
