@@ -104,7 +104,7 @@ def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
 
 def _occupy(server: RunningServer, path: Path, done: threading.Event) -> threading.Thread:
     def run() -> None:
-        client = openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
+        client = openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=900)
         client.audio.transcriptions.create(model="whisper-1", file=path)
         done.set()
 
