@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import uvicorn
 
-from app.admin_usage import usage_command
-from app.auth import Authenticator, KeyFile
+from app.accounting.usage_report import usage_command
+from app.api.auth import Authenticator, KeyFile
 from app.logs import configure_logging
 from app.main import create_app
 from app.settings import Settings, load_settings
@@ -18,14 +18,14 @@ from app.settings import Settings, load_settings
 def _ensure_a_key(settings: Settings) -> None:
     """First run: with auth on and no key anywhere, create one and show it once."""
     authenticator = Authenticator(
-        KeyFile(settings.keys_file), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
+        KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
     )
     if settings.allow_unauthenticated or authenticator.has_keys():
         return
     secret = authenticator.key_file.create("default")
     print(
         "\nNo API key existed, so one was created (name 'default'). It is shown only this once:\n\n"
-        f"    {secret}\n\nUse it as: Authorization: Bearer <key>   (stored hashed in {settings.keys_file})\n",
+        f"    {secret}\n\nUse it as: Authorization: Bearer <key>   (stored hashed in {settings.keys_path})\n",
         flush=True,
     )
 
@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    key_file = KeyFile(settings.keys_file)
+    key_file = KeyFile(settings.keys_path)
     if args.action == "create":
         try:
             secret = key_file.create(args.name, admin=args.admin)
@@ -64,12 +64,12 @@ def _keys(args: argparse.Namespace) -> int:
     if key_file.revoke(args.name):
         print(f"revoked key {args.name!r}", file=sys.stderr)
         return 0
-    print(f"error: no key named {args.name!r} in {settings.keys_file}", file=sys.stderr)
+    print(f"error: no key named {args.name!r} in {settings.keys_path}", file=sys.stderr)
     return 1
 
 
 def _usage(args: argparse.Namespace) -> int:
-    return usage_command(load_settings(args.config).ledger_url, args.key, args.since, as_json=args.json)
+    return usage_command(load_settings(args.config).ledger, args.key, args.since, as_json=args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:

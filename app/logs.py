@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from app.middleware import request_id_var
+from app.api.middleware import request_id_var
 
 
 class _RequestIdFilter(logging.Filter):

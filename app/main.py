@@ -12,19 +12,20 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 
-from app.auth import Authenticator, KeyFile
-from app.errors import install_error_handlers
-from app.ledger import UsageLedger
-from app.metrics import Metrics
-from app.middleware import RequestContextMiddleware
-from app.quotas import KeyQuotas
-from app.routes import admin, api, public
-from app.service import TranscriptionService
+from app.accounting.ledger import UsageLedger
+from app.accounting.ledger_hooks import LedgerHooks
+from app.accounting.metrics import Metrics
+from app.accounting.quotas import KeyQuotas
+from app.api.auth import Authenticator, KeyFile
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestContextMiddleware
+from app.api.presenters import API_PRESENTERS
+from app.api.routes import admin, api, public
+from app.serving.factory import Loader, build_service
+from app.serving.service import TranscriptionService
 from app.settings import Settings
-from app.usage_hooks import LedgerHooks
 from engines.errors import ModelLoadError
 from engines.manager import ModelManager
-from engines.models import WhisperSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +44,6 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return not self.pending and not self.failed
-
-
-def build_manager(settings: Settings, metrics: Metrics) -> ModelManager:
-    specs = {
-        name: WhisperSpec(
-            name=name,
-            source=cfg.source,
-            device=cfg.device,
-            compute_type=cfg.compute_type,
-            cpu_threads=cfg.cpu_threads,
-            num_workers=cfg.max_concurrency,
-            beam_size=cfg.beam_size,
-        )
-        for name, cfg in settings.models.items()
-    }
-    return ModelManager(
-        specs,
-        cache_dir=settings.model_cache_dir,
-        offline=settings.offline,
-        idle_unload={name: cfg.idle_unload_seconds for name, cfg in settings.models.items()},
-        events=metrics,
-    )
 
 
 async def _preload(manager: ModelManager, names: list[str], readiness: Readiness) -> None:
@@ -94,10 +73,12 @@ async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
         await anyio.to_thread.run_sync(manager.unload_idle)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
+    """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam)."""
     metrics = Metrics()
-    manager = build_manager(settings, metrics)
-    service = TranscriptionService(settings, manager, metrics)
+    service = build_service(settings, API_PRESENTERS, loader=loader, events=metrics)
+    manager = service.manager
+    metrics.watch_slots(service.slots)
     preload = [service.resolve(name).model_id for name in settings.preload_models]
     readiness = Readiness(pending=set(preload) | ({"diarizer"} if settings.diarization.preload else set()))
 
@@ -124,11 +105,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.manager = manager
     app.state.readiness = readiness
     app.state.service = service
-    ledger = UsageLedger(settings.ledger_url)
+    ledger = UsageLedger(settings.ledger)
     hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger))
     app.state.ledger, app.state.hooks = ledger, hooks
     app.state.authenticator = Authenticator(
-        KeyFile(settings.keys_file), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
+        KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
     )
     install_error_handlers(app)
     app.include_router(api)

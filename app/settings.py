@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -14,10 +14,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from app.quotas import KeyLimitConfig
-
+# The source checkout (or site-packages when installed): read-only; never a place to write to.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "default.yaml"
+DEFAULT_DATA_DIR = Path("var")
 
 UsageKind = Literal["duration", "tokens"]
 
@@ -65,6 +65,19 @@ class DiarizationConfig(BaseModel):
     preload: bool = Field(False, description="Load the diarizer at start-up instead of on first use.")
 
 
+class KeyLimitConfig(BaseModel):
+    """Limits of one API key (or the default for every key); None: unlimited."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests admitted per sliding 60 s, counted per server replica."
+    )
+    audio_hours_per_day: float | None = Field(
+        default=None, gt=0, description="Audio hours per rolling 24 h, read from the usage ledger (shared by replicas)."
+    )
+
+
 class ApiKeyRecord(BaseModel):
     """A stored API key: its name and the SHA-256 of the secret, never the secret itself."""
 
@@ -96,8 +109,13 @@ class Settings(BaseSettings):
     preload_models: list[str] = Field(
         default_factory=list, description="Model ids loaded at start-up instead of on first use."
     )
-    model_cache_dir: Path = Field(
-        PROJECT_ROOT / "var" / "models", description="Where assembled and downloaded weights live."
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="Writable directory for keys, ledger and model cache; relative paths resolve against the "
+        "working directory. The image sets `/var/lib/stt`.",
+    )
+    model_cache_dir: Path | None = Field(
+        None, description="Where assembled and downloaded weights live; null: `<data_dir>/models`."
     )
     offline: bool = Field(True, description="Never contact a model hub; hub ids then load only from the cache.")
     max_upload_bytes: int = Field(26_214_400, ge=1, description="Largest accepted audio upload (OpenAI: 25 MiB).")
@@ -123,13 +141,16 @@ class Settings(BaseSettings):
     sse_keepalive_seconds: float = Field(
         10.0, gt=0, le=15, description="Interval of `: ping` comments on an idle SSE stream."
     )
-    keys_file: Path = Field(PROJECT_ROOT / "var" / "keys.json", description="JSON file of API key names and hashes.")
+    keys_file: Path | None = Field(
+        None, description="JSON file of API key names and hashes; null: `<data_dir>/keys.json`."
+    )
     api_keys: list[ApiKeyRecord] = Field(
         default_factory=list, description="Extra keys (name + sha256), e.g. from the environment as JSON."
     )
-    ledger_url: str = Field(
-        f"sqlite:///{PROJECT_ROOT / 'var' / 'usage.db'}",
-        description="Usage ledger database: `sqlite:////abs/path.db`, or `postgresql+psycopg://user:pw@host/db`.",
+    ledger_url: str | None = Field(
+        None,
+        description="Usage ledger database: `sqlite:////abs/path.db`, or `postgresql+psycopg://user:pw@host/db`; "
+        "null: SQLite at `<data_dir>/usage.db`.",
     )
     default_limits: KeyLimitConfig = Field(
         default_factory=KeyLimitConfig, description="Limits for every key; null fields: unlimited."
@@ -138,6 +159,33 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-key overrides by key name; fields set here win, null lifts a default."
     )
     allow_unauthenticated: bool = Field(False, description="Serve without API keys. Only for trusted local use.")
+
+    @model_validator(mode="after")
+    def _paths_under_data_dir(self) -> Settings:
+        # Resolved once, at load time, so a later chdir cannot move them.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.model_cache_dir is None:
+            self.model_cache_dir = self.data_dir / "models"
+        if self.keys_file is None:
+            self.keys_file = self.data_dir / "keys.json"
+        if self.ledger_url is None:
+            self.ledger_url = f"sqlite:///{self.data_dir / 'usage.db'}"
+        return self
+
+    @property
+    def model_cache(self) -> Path:
+        assert self.model_cache_dir is not None  # set by the validator
+        return self.model_cache_dir
+
+    @property
+    def keys_path(self) -> Path:
+        assert self.keys_file is not None
+        return self.keys_file
+
+    @property
+    def ledger(self) -> str:
+        assert self.ledger_url is not None
+        return self.ledger_url
 
     @model_validator(mode="after")
     def _aliases_point_at_models(self) -> Settings:

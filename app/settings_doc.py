@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from app.quotas import KeyLimitConfig
-from app.settings import PROJECT_ROOT, AliasConfig, DiarizationConfig, ModelConfig, Settings
+from app.settings import PROJECT_ROOT, AliasConfig, DiarizationConfig, KeyLimitConfig, ModelConfig, Settings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"

@@ -23,10 +23,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from app.main import create_app
-from app.service import TranscriptionService
+from app.api.presenters import API_PRESENTERS
+from app.serving.factory import build_service
+from app.serving.service import TranscriptionService
 from app.settings import PROJECT_ROOT, Settings
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
+from engines.types import Transcriber
+from engines.whisper import WhisperEngine
 
 SHORT_FILE = "en_osr_harvard72_8k.wav"
 LONG_FILE = "long_5min.wav"
@@ -275,14 +278,18 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def server_service(settings: Settings) -> TranscriptionService:
-    """The server's own TranscriptionService for ``settings``, as the app factory builds it (no model is loaded).
+    """The server's own TranscriptionService for ``settings``, built as the app factory builds it (no model loaded).
 
     Model names resolve and request options are built exactly as in the server, whatever the service needs.
     """
-    service = create_app(settings).state.service
-    if not isinstance(service, TranscriptionService):
-        raise BenchError(f"the app holds no TranscriptionService but {type(service).__name__}")
-    return service
+    return build_service(settings, API_PRESENTERS)
+
+
+def whisper_engine(engine: Transcriber) -> WhisperEngine:
+    """The real Whisper engine behind a lease (benchmarks reach into faster-whisper itself)."""
+    if not isinstance(engine, WhisperEngine):
+        raise BenchError(f"expected a Whisper model, got {type(engine).__name__}")
+    return engine
 
 
 def free_port() -> int:

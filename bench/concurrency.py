@@ -39,8 +39,8 @@ import yaml
 from faster_whisper import BatchedInferencePipeline
 from openai import APIStatusError, OpenAI, OpenAIError
 
-from app.errors import APIError
-from app.protocol import AudioRequest
+from app.api.errors import APIError
+from app.serving.protocol import AudioRequest
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     BenchError,
@@ -56,6 +56,7 @@ from bench.common import (
     render_table,
     run_server,
     server_service,
+    whisper_engine,
     write_wav,
 )
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
@@ -393,8 +394,9 @@ def _in_process(
     model_id = service.resolve(requested).model_id
     print(f"in-process: loading model {model_id!r} …", flush=True)
     passes = []
-    with service.manager.lease(model_id) as engine:
-        request = AudioRequest(task="transcribe", file=clips[0].data, filename=clips[0].name, model=requested)
+    with service.manager.lease(model_id) as leased:
+        engine = whisper_engine(leased)
+        request = AudioRequest(task="transcribe", file=clips[0].data, model=requested)
         options = service.decode_options(request, engine, model_id)  # a default json request's options
         transcribe_text(engine, options, clips[0].data)  # warm-up
         greedy = replace(options, beam_size=1)

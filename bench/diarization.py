@@ -275,7 +275,7 @@ def bench_whisper(cases: Sequence[Case], runs: int) -> WhisperRuns:
 
 
 def whisper_runs(engine: WhisperEngine, cases: Sequence[Case], runs: int) -> tuple[dict[str, Timed], dict[str, Timed]]:
-    plain_options = DecodeOptions(beam_size=engine.default_beam_size)
+    plain_options = DecodeOptions()
     word_options = replace(plain_options, word_timestamps=True)
     plain: dict[str, Timed] = {}
     words: dict[str, Timed] = {}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from app.errors import APIError
-from app.protocol import AudioRequest
+from app.api.errors import APIError
+from app.serving.protocol import AudioRequest
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     LONG_FILE,
@@ -40,6 +40,7 @@ from bench.common import (
     run_server,
     server_service,
     wav_seconds,
+    whisper_engine,
 )
 from engines.audio import decode_audio
 from engines.models import available_cores, resolve_device
@@ -87,9 +88,10 @@ def _in_process_runs(settings: Settings, requested: str, files: Sequence[BenchFi
     model_id = service.resolve(requested).model_id
     print(f"in-process: loading model {model_id!r} …", flush=True)
     results = []
-    with service.manager.lease(model_id) as engine:
+    with service.manager.lease(model_id) as leased:
+        engine = whisper_engine(leased)
         for item in files:
-            request = AudioRequest(task="transcribe", file=item.data, filename=item.name, model=requested)
+            request = AudioRequest(task="transcribe", file=item.data, model=requested)
             options = service.decode_options(request, engine, model_id)  # as the service builds them for this request
             once = partial(transcribe_once, engine, options, item.data, settings.max_audio_seconds)
             print(f"in-process: {item.name} (warm-up + {runs} runs) …", flush=True)

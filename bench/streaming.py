@@ -26,8 +26,8 @@ from typing import Literal
 import yaml
 from openai import OpenAI, omit
 
-from app.errors import APIError
-from app.protocol import ChunkingStrategy
+from app.api.errors import APIError
+from app.serving.protocol import ChunkingStrategy
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     LONG_FILE,
@@ -49,7 +49,7 @@ from bench.common import (
     run_server,
     server_service,
 )
-from engines.audio import SAMPLE_RATE, decode_audio, measure_duration
+from engines.audio import SAMPLE_RATE, AudioFile, decode_audio
 from engines.models import available_cores, resolve_device
 from engines.vad import VadParams, group_regions, normalize_loudness, speech_regions
 
@@ -79,6 +79,14 @@ RSS_INPUTS = (RssInput("long_10min.mp3", 600.0, 32), RssInput("long_60min.mp3", 
 
 
 # --- statistics -------------------------------------------------------------------------------------------
+
+
+def audio_duration(data: bytes) -> float:
+    audio = AudioFile(data)
+    try:
+        return audio.duration if audio.duration is not None else audio.samples().size / SAMPLE_RATE
+    finally:
+        audio.close()
 
 
 def median(values: Sequence[float]) -> float:
@@ -501,7 +509,7 @@ def build_rss_uploads(source_dir: Path, workdir: Path, inputs: Sequence[RssInput
 def bench_rss(config: Path, spec: RssInput, path: Path, workdir: Path) -> RssResult:
     """A fresh server for this one file, so that its VmHWM belongs to this file alone."""
     data = path.read_bytes()
-    audio_seconds = measure_duration(data)
+    audio_seconds = audio_duration(data)
     print(f"rss: {spec.name} ({audio_seconds / 60:.1f} min, {len(data) / 2**20:.1f} MiB): fresh server …", flush=True)
     with run_server(config, workdir, preload=RSS_MODEL) as server:
         pid = server.process.pid

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from contextlib import suppress
+from typing import Any
 
 import av
 import numpy as np
@@ -11,128 +13,132 @@ import numpy.typing as npt
 
 from engines.errors import AudioDecodeError, AudioTooLongError
 
+# Whisper, Silero and the diarizers all work on 16 kHz mono; every other module imports this one.
 SAMPLE_RATE = 16_000
 
 Samples = npt.NDArray[np.float32]
 
+_FAILURES = (av.FFmpegError, ValueError, UnicodeDecodeError)
+
+
+class AudioFile:
+    """An upload opened once: demuxed up front (its length known before any decoding), decoded lazily.
+
+    The demuxed packets are compressed, so holding them costs about the upload's size; the decoded
+    samples are produced block by block and never held whole unless asked for with ``samples()``.
+    """
+
+    def __init__(self, data: bytes, *, max_duration: float | None = None) -> None:
+        if not data:
+            raise AudioDecodeError("The audio file is empty.")
+        self.max_duration = max_duration
+        try:
+            self._container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        except _FAILURES as exc:
+            raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+        try:
+            if not self._container.streams.audio:
+                raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
+            self._stream = self._container.streams.audio[0]
+            _check_declared_duration(self._container, self._stream, max_duration)
+            self._packets, demuxed = self._demux()
+        except BaseException:
+            self.close()
+            raise
+        # Packets without durations (rare containers): the length is known only once decoded.
+        self.duration: float | None = demuxed
+        if demuxed is not None and demuxed <= 0:
+            self.close()
+            raise AudioDecodeError("The audio file contains no audio samples.")
+
+    def _demux(self) -> tuple[list[av.Packet[Any]], float | None]:
+        packets: list[av.Packet[Any]] = []
+        total: float | None = 0.0
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.size == 0:
+                    continue  # the demuxer's end-of-stream marker
+                packets.append(packet)
+                if total is None:
+                    continue
+                if packet.duration is None or packet.time_base is None:
+                    total = None
+                    continue
+                total += float(packet.duration * packet.time_base)
+                if self.max_duration is not None and total > self.max_duration + 0.5:
+                    raise AudioTooLongError(total, self.max_duration)
+        except _FAILURES as exc:
+            if not packets:
+                raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+            # A truncated tail after real audio: keep what demuxed, as ffmpeg itself does.
+        if not packets:
+            raise AudioDecodeError("The audio file contains no audio samples.")
+        return packets, total
+
+    def chunks(self, sample_rate: int = SAMPLE_RATE) -> Iterator[Samples]:
+        """The decoded samples in the decoder's own frame sizes; the length limit is enforced as they come."""
+        codec = self._stream.codec_context
+        # Integer output makes FFmpeg average the channels when down-mixing; float output would
+        # sum them at -3 dB each and overshoot [-1, 1] on correlated stereo.
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        limit = None if self.max_duration is None else int(self.max_duration * sample_rate)
+        total = 0
+        try:
+            for packet in [*self._packets, None]:
+                for frame in codec.decode(packet):
+                    frame.pts = None  # the resampler re-times frames; odd input pts would only confuse it
+                    for out in resampler.resample(frame):
+                        chunk = _to_float(out)
+                        total += chunk.size
+                        if limit is not None and total > limit:
+                            assert self.max_duration is not None
+                            raise AudioTooLongError(total / sample_rate, self.max_duration)
+                        yield chunk
+            for out in resampler.resample(None):
+                total += out.samples
+                yield _to_float(out)
+        except _FAILURES as exc:
+            if total == 0:
+                raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
+            # A corrupt tail after real audio: keep what decoded.
+        if total == 0:
+            raise AudioDecodeError("The audio file contains no audio samples.")
+
+    def blocks(self, block_seconds: float, sample_rate: int = SAMPLE_RATE) -> Iterator[Samples]:
+        """Blocks of ``block_seconds`` (the last may be shorter): memory stays per block."""
+        block = max(1, int(block_seconds * sample_rate))
+        pending: list[Samples] = []
+        pending_size = 0
+        for chunk in self.chunks(sample_rate):
+            pending.append(chunk)
+            pending_size += chunk.size
+            while pending_size >= block:
+                joined = np.concatenate(pending)
+                yield joined[:block]
+                rest = joined[block:]
+                pending, pending_size = ([rest] if rest.size else []), rest.size
+        if pending_size:
+            yield np.concatenate(pending)
+
+    def samples(self, sample_rate: int = SAMPLE_RATE) -> Samples:
+        return np.concatenate(list(self.chunks(sample_rate)))
+
+    def close(self) -> None:
+        with suppress(Exception):
+            self._container.close()
+
 
 def decode_audio(data: bytes, *, max_duration: float | None = None, sample_rate: int = SAMPLE_RATE) -> Samples:
-    """Return mono float32 samples in [-1, 1]; the container is detected from the bytes.
+    """Mono float32 samples in [-1, 1]; the container is detected from the bytes.
 
     Raises AudioDecodeError for anything that is not decodable audio or holds no samples,
     and AudioTooLongError as soon as the audio is known to exceed ``max_duration``.
     """
-    if not data:
-        raise AudioDecodeError("The audio file is empty.")
-    chunks = list(_decoded_chunks(data, max_duration=max_duration, sample_rate=sample_rate))
-    if not chunks:
-        raise AudioDecodeError("The audio file contains no audio samples.")
-    samples = np.concatenate(chunks)
-    if samples.size == 0:
-        raise AudioDecodeError("The audio file contains no audio samples.")
-    return samples
-
-
-def stream_audio(
-    data: bytes, *, block_seconds: float, max_duration: float | None = None, sample_rate: int = SAMPLE_RATE
-) -> Iterator[Samples]:
-    """Decode lazily into blocks of ``block_seconds`` (the last may be shorter): memory stays per block."""
-    if not data:
-        raise AudioDecodeError("The audio file is empty.")
-    block = max(1, int(block_seconds * sample_rate))
-    pending: list[Samples] = []
-    pending_size = 0
-    produced = False
-    for chunk in _decoded_chunks(data, max_duration=max_duration, sample_rate=sample_rate):
-        pending.append(chunk)
-        pending_size += chunk.size
-        while pending_size >= block:
-            joined = np.concatenate(pending)
-            produced = True
-            yield joined[:block]
-            rest = joined[block:]
-            pending, pending_size = ([rest] if rest.size else []), rest.size
-    if pending_size:
-        produced = True
-        yield np.concatenate(pending)
-    if not produced:
-        raise AudioDecodeError("The audio file contains no audio samples.")
-
-
-def measure_duration(data: bytes, *, max_duration: float | None = None) -> float:
-    """Audio length in seconds, refusing over-long audio before any transcription starts.
-
-    Sums the demuxed packets' durations (fast, no decoding, and immune to headers that
-    under-state the length); decodes and counts samples only when packets carry no duration.
-    """
-    if not data:
-        raise AudioDecodeError("The audio file is empty.")
-    demuxed = _demuxed_duration(data, max_duration)
-    if demuxed is not None:
-        if demuxed <= 0:
-            raise AudioDecodeError("The audio file contains no audio samples.")
-        return demuxed
-    total = 0
-    for chunk in _decoded_chunks(data, max_duration=max_duration, sample_rate=SAMPLE_RATE):
-        total += chunk.size
-    if total == 0:
-        raise AudioDecodeError("The audio file contains no audio samples.")
-    return total / SAMPLE_RATE
-
-
-def _demuxed_duration(data: bytes, max_duration: float | None) -> float | None:
+    audio = AudioFile(data, max_duration=max_duration)
     try:
-        with av.open(io.BytesIO(data), mode="r", metadata_errors="ignore") as container:
-            if not container.streams.audio:
-                raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
-            stream = container.streams.audio[0]
-            total = 0.0
-            for packet in container.demux(stream):
-                if packet.size == 0:
-                    continue  # the demuxer's end-of-stream marker
-                if packet.duration is None or packet.time_base is None:
-                    return None
-                total += float(packet.duration * packet.time_base)
-                if max_duration is not None and total > max_duration + 0.5:
-                    raise AudioTooLongError(total, max_duration)
-            return total
-    except av.FFmpegError as exc:
-        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
-
-
-def _decoded_chunks(data: bytes, *, max_duration: float | None, sample_rate: int) -> Iterator[Samples]:
-    try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
-    with container:
-        if not container.streams.audio:
-            raise AudioDecodeError("The audio file could not be decoded: it has no audio stream.")
-        stream = container.streams.audio[0]
-        _check_declared_duration(container, stream, max_duration)
-        # Integer output makes FFmpeg average the channels when down-mixing; float output would
-        # sum them at -3 dB each and overshoot [-1, 1] on correlated stereo.
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
-        limit_samples = None if max_duration is None else int(max_duration * sample_rate)
-        total = 0
-        try:
-            for frame in container.decode(stream):
-                frame.pts = None  # the resampler re-times frames; odd input pts would only confuse it
-                for out in resampler.resample(frame):
-                    chunk = _to_float(out)
-                    total += chunk.size
-                    if limit_samples is not None and total > limit_samples:
-                        assert max_duration is not None
-                        raise AudioTooLongError(total / sample_rate, max_duration)
-                    yield chunk
-            for out in resampler.resample(None):
-                yield _to_float(out)
-        except av.FFmpegError as exc:
-            if total == 0:
-                raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
-            # A truncated tail after real audio: keep what decoded, as ffmpeg itself does.
+        return audio.samples(sample_rate)
+    finally:
+        audio.close()
 
 
 def _to_float(frame: av.AudioFrame) -> Samples:
@@ -142,7 +148,7 @@ def _to_float(frame: av.AudioFrame) -> Samples:
 def _check_declared_duration(
     container: av.container.InputContainer, stream: av.audio.stream.AudioStream, max_duration: float | None
 ) -> None:
-    """Refuse over-long audio from the header alone, before decoding any of it."""
+    """Refuse over-long audio from the header alone, before demuxing any of it."""
     if max_duration is None:
         return
     declared = _stream_duration(container, stream)

@@ -3,7 +3,6 @@ then every Whisper segment is split where its words change speaker."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -90,10 +89,6 @@ class DiarizedRun:
     @property
     def info(self) -> TranscriptInfo:
         return self.run.info
-
-    @property
-    def cancel(self) -> threading.Event | None:
-        return self.run.cancel
 
     def _turns(self) -> list[SpeakerTurn]:
         turns = self.diarizer.diarize(self.audio, self.options)

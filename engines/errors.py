@@ -16,5 +16,9 @@ class AudioTooLongError(EngineError):
         self.limit = limit
 
 
+class DecodingCancelled(EngineError):
+    """The caller asked to stop; raised between decoding windows."""
+
+
 class ModelLoadError(EngineError):
     """A configured model could not be found or loaded."""

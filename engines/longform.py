@@ -16,9 +16,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from engines.audio import SAMPLE_RATE, Samples
-from engines.types import DecodeOptions, Segment, TranscriptInfo, Word
+from engines.errors import DecodingCancelled
+from engines.types import DecodeOptions, Segment, Transcriber, TranscriptInfo, Word
 from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions
-from engines.whisper import ENCODER_POSITIONS_PER_SECOND, DecodingCancelled, WhisperEngine
+from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
 PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
@@ -40,7 +41,7 @@ class LongFormRun:
 
     def __init__(
         self,
-        engine: WhisperEngine,
+        engine: Transcriber,
         options: DecodeOptions,
         blocks: Iterable[Samples],
         config: LongFormConfig,

@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from engines.models import WhisperSpec, load_whisper
-from engines.whisper import WhisperEngine
+from engines.models import WhisperSpec
+from engines.types import Transcriber
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ class ModelEvents(Protocol):
 
 @dataclass
 class _Loaded:
-    engine: WhisperEngine
+    engine: Transcriber
     loaded_at: float
     last_used: float
     load_seconds: float
@@ -70,15 +69,13 @@ class ModelManager:
         self,
         specs: dict[str, WhisperSpec],
         *,
-        cache_dir: Path,
-        offline: bool,
+        loader: Callable[[WhisperSpec], Transcriber],
         idle_unload: dict[str, float | None] | None = None,
         events: ModelEvents | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.specs = specs
-        self._cache_dir = cache_dir
-        self._offline = offline
+        self._loader = loader
         self._idle_unload = idle_unload or {}
         self._events = events
         self._clock = clock
@@ -93,7 +90,7 @@ class ModelManager:
                 if entry is not None:
                     return entry
             before, started = _rss_bytes(), time.perf_counter()
-            engine = load_whisper(self.specs[name], cache_dir=self._cache_dir, offline=self._offline)
+            engine = self._loader(self.specs[name])
             seconds = time.perf_counter() - started
             now = self._clock()
             entry = _Loaded(engine, now, now, seconds, max(0, _rss_bytes() - before))
@@ -103,8 +100,7 @@ class ModelManager:
                 self._events.model_loaded(name, seconds)
             return entry
 
-    def acquire(self, name: str) -> WhisperEngine:
-        """Lease a model, loading it first if needed (blocking). Pair with ``release``."""
+    def _acquire(self, name: str) -> Transcriber:
         while True:
             entry = self._load(name)
             with self._state:
@@ -113,7 +109,7 @@ class ModelManager:
                     entry.last_used = self._clock()
                     return entry.engine
 
-    def release(self, name: str) -> None:
+    def _release(self, name: str) -> None:
         with self._state:
             entry = self._loaded.get(name)
             if entry is not None and entry.in_use > 0:
@@ -121,19 +117,16 @@ class ModelManager:
                 entry.last_used = self._clock()
 
     @contextmanager
-    def lease(self, name: str) -> Iterator[WhisperEngine]:
-        engine = self.acquire(name)
+    def lease(self, name: str) -> Iterator[Transcriber]:
+        """The model, loaded first if needed (blocking), and never unloaded while the lease is held."""
+        engine = self._acquire(name)
         try:
             yield engine
         finally:
-            self.release(name)
+            self._release(name)
 
     def preload(self, name: str) -> None:
         self._load(name)
-
-    def is_loaded(self, name: str) -> bool:
-        with self._state:
-            return name in self._loaded
 
     def unload_idle(self) -> list[str]:
         """Unload every model idle for longer than its limit; returns their names."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
-from engines.embedded import embedded_model_dir
+from engines.bundled_weights import embedded_model_dir
 from engines.errors import ModelLoadError
 from engines.whisper import WhisperEngine, cuda_available
 
@@ -73,4 +73,4 @@ def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> Whispe
         hint = " (offline: only local directories and embedded models load)" if offline else ""
         raise ModelLoadError(f"Could not load model {spec.name!r} from {spec.source!r}{hint}: {exc}") from exc
     log.info("loaded model %s from %s on %s/%s, %d threads", spec.name, spec.source, device, compute_type, threads)
-    return WhisperEngine(model, name=spec.name, default_beam_size=spec.beam_size)
+    return WhisperEngine(model, name=spec.name)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 Task = Literal["transcribe", "translate"]
 
@@ -102,3 +107,23 @@ class TranscriptResult(Protocol):
 
     @property
     def output_tokens(self) -> int: ...
+
+
+class Transcriber(Protocol):
+    """A loaded speech recogniser (WhisperEngine, or a fake in tests); shared between threads."""
+
+    name: str
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def is_multilingual(self) -> bool: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def transcribe(
+        self, audio: npt.NDArray[np.float32], options: DecodeOptions, cancel: threading.Event | None = None
+    ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
+        """Start decoding; segments are produced lazily, window by window."""
+        ...

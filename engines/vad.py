@@ -19,6 +19,7 @@ class VadParams:
     prefix_padding_ms: int = 300
     max_chunk_seconds: float = 30.0
     normalize_loudness: bool = False
+    min_speech_duration_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
         min_silence_duration_ms=params.silence_duration_ms,
         speech_pad_ms=params.prefix_padding_ms,
         max_speech_duration_s=params.max_chunk_seconds,
+        min_speech_duration_ms=params.min_speech_duration_ms,
     )
     return [Span(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
 

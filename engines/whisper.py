@@ -15,16 +15,12 @@ from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
 
 from engines.audio import SAMPLE_RATE, Samples
-from engines.errors import EngineError
+from engines.errors import DecodingCancelled, EngineError
 from engines.token_bytes import token_bytes
 from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
-
-
-class DecodingCancelled(EngineError):
-    """The caller asked to stop; raised between decoding windows."""
 
 
 @dataclass
@@ -68,10 +64,9 @@ class _Recorder:
 class WhisperEngine:
     """One loaded Whisper model; safe to share between requests and threads."""
 
-    def __init__(self, model: WhisperModel, *, name: str, default_beam_size: int = 5) -> None:
+    def __init__(self, model: WhisperModel, *, name: str) -> None:
         self.model = model
         self.name = name
-        self.default_beam_size = default_beam_size
         self._eot = model.hf_tokenizer.token_to_id("<|endoftext|>")
         self._no_timestamps = model.hf_tokenizer.token_to_id("<|notimestamps|>")
         self._timestamp_begin = self._no_timestamps + 1

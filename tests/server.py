@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from app.auth import hash_key, new_secret
+from app.api.auth import hash_key, new_secret
 from app.settings import PROJECT_ROOT
 
 # Shared by all test servers so the embedded base model is assembled once per checkout.

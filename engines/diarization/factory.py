@@ -9,8 +9,8 @@ from engines.diarization.types import Diarizer
 from engines.errors import ModelLoadError
 
 if TYPE_CHECKING:
-    from engines.diarization.embedded import EmbeddedDiarizer
     from engines.diarization.pyannote_engine import PyannoteDiarizer
+    from engines.diarization.resemblyzer_engine import ResemblyzerDiarizer
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,13 @@ def load_diarizer(
     the first request does not pay one-time costs (the embedded engine's librosa JIT: ~20 s in a
     fresh environment, ~3 s once numba's cache is on disk).
     """
-    diarizer: EmbeddedDiarizer | PyannoteDiarizer
+    diarizer: ResemblyzerDiarizer | PyannoteDiarizer
     if kind == "embedded":
         try:
-            from engines.diarization.embedded import EmbeddedDiarizer
+            from engines.diarization.resemblyzer_engine import ResemblyzerDiarizer
         except ImportError as exc:
             raise ModelLoadError(f"The embedded diarizer needs resemblyzer, torch and scipy installed: {exc}") from exc
-        diarizer = EmbeddedDiarizer(device=device)
+        diarizer = ResemblyzerDiarizer(device=device)
     elif kind == "pyannote":
         if not source:
             raise ModelLoadError("The pyannote diarizer needs a source: a pipeline directory or a hub id.")

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from engines.audio import SAMPLE_RATE
 from engines.diarization.clustering import build_turns
 from engines.diarization.types import DiarizationError, DiarizationOptions, Embedding, Samples, SpeakerTurn
 from engines.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
+
 # WeSpeaker ResNet embeddings (community-1) put one voice well above 0.5 cosine and different
 # voices near 0-0.3. Not measurable here (the weights are gated); calibrate on real deployments.
 DEFAULT_MATCH_THRESHOLD = 0.5

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from engines.audio import SAMPLE_RATE
 from engines.diarization.types import Diarizer, Embedding, Samples, SpeakerTurn
 
-SAMPLE_RATE = 16_000
 # Enough speech for a stable centroid; more only costs time.
 CENTROID_SECONDS = 30.0
 

@@ -21,8 +21,8 @@ if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
 
 from engines.audio import SAMPLE_RATE, decode_audio  # after the skips: the extras are optional
-from engines.diarization.embedded import EmbeddedDiarizer
 from engines.diarization.factory import load_diarizer
+from engines.diarization.resemblyzer_engine import ResemblyzerDiarizer
 from engines.diarization.speakers import name_speakers
 from engines.diarization.types import DiarizationOptions, Diarizer, Samples, SpeakerTurn
 from engines.errors import ModelLoadError
@@ -110,7 +110,7 @@ def attribution(turns: Sequence[SpeakerTurn], truth: Truth, *, map_labels: bool 
 @pytest.fixture(scope="module")
 def embedded() -> Diarizer:
     diarizer = load_diarizer("embedded", None, None, "cpu", warm_up=True)  # first run: librosa's JIT
-    assert isinstance(diarizer, EmbeddedDiarizer)
+    assert isinstance(diarizer, ResemblyzerDiarizer)
     return diarizer
 
 

@@ -1,4 +1,4 @@
-"""app.admin_usage: totals as dicts and a table, and the `usage` CLI handler."""
+"""app.accounting.usage_report: totals as dicts and a table, and the `usage` CLI handler."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.admin_usage import parse_since, totals_as_dicts, totals_table, usage_command
-from app.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url
+from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url
+from app.accounting.usage_report import parse_since, totals_as_dicts, totals_table, usage_command
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

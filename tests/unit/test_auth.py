@@ -1,4 +1,4 @@
-"""app.auth: the key file (create, list, revoke) and bearer-token authentication."""
+"""app.api.auth: the key file (create, list, revoke) and bearer-token authentication."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.auth import KEY_PREFIX, Authenticator, KeyFile, hash_key
-from app.errors import APIError
+from app.api.auth import KEY_PREFIX, Authenticator, KeyFile, hash_key
+from app.api.errors import APIError
 from app.settings import ApiKeyRecord
 
 

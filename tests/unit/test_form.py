@@ -1,4 +1,4 @@
-"""app.form: OpenAI's multipart audio form parsed into an AudioRequest, and every 400 it must give."""
+"""app.api.form: OpenAI's multipart audio form parsed into an AudioRequest, and every 400 it must give."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import io
 import pytest
 from starlette.datastructures import FormData, UploadFile
 
-from app.errors import APIError
-from app.form import Fields, parse_audio_form
-from app.protocol import AudioRequest, ChunkingStrategy, ResponseFormat, ServerVad
+from app.api.errors import APIError
+from app.api.form import Fields, parse_audio_form
+from app.serving.protocol import AudioRequest, ChunkingStrategy, ResponseFormat, ServerVad
 
 AUDIO = b"RIFF fake audio bytes"
 MAX_UPLOAD = 1_000
@@ -124,7 +124,6 @@ def test_minimal_form_defaults() -> None:
     assert request == AudioRequest(
         task="transcribe",
         file=AUDIO,
-        filename="upload",
         model="whisper-1",
         response_format=ResponseFormat.JSON,
         language=None,
@@ -139,10 +138,10 @@ def test_minimal_form_defaults() -> None:
     )
 
 
-def test_filename_missing_falls_back_to_upload() -> None:
+def test_filename_missing_is_accepted() -> None:
     data = FormData([("file", upload(filename=None)), ("model", "m")])
     request = asyncio.run(parse_audio_form(data, task="transcribe", max_upload_bytes=MAX_UPLOAD))
-    assert request.filename == "upload"
+    assert request.file == AUDIO
 
 
 def test_model_is_stripped() -> None:

@@ -1,4 +1,4 @@
-"""app.ledger: recording usage events and reading per-key totals back, on SQLite."""
+"""app.accounting.ledger: recording usage events and reading per-key totals back, on SQLite."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url, usage_events
+from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url, usage_events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POSTGRES_URL_VAR = "STT_TEST_POSTGRES_URL"

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from app.api.languages import LANGUAGE_NAMES, language_name, normalize_language
 from app.settings import load_settings
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.errors import AudioDecodeError, AudioTooLongError
-from engines.languages import LANGUAGE_NAMES, language_name, normalize_language
 from engines.token_bytes import token_bytes
 
 # --- token_bytes ----------------------------------------------------------------------------

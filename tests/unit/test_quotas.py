@@ -1,4 +1,4 @@
-"""app.quotas: requests-per-minute windows and rolling audio-hour budgets, with fake clocks."""
+"""app.accounting.quotas: requests-per-minute windows and rolling audio-hour budgets, with fake clocks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.errors import APIError
-from app.ledger import UsageEvent, UsageLedger, sqlite_url
-from app.quotas import KeyLimitConfig, KeyQuotas
+from app.accounting.ledger import UsageEvent, UsageLedger, sqlite_url
+from app.accounting.quotas import KeyQuotas
+from app.api.errors import APIError, to_api_error
+from app.serving.errors import RateLimited
+from app.settings import KeyLimitConfig
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -57,9 +59,9 @@ def make_quotas(
 
 
 def refused(quotas: KeyQuotas, key: str) -> APIError:
-    with pytest.raises(APIError) as caught:
+    with pytest.raises(RateLimited) as caught:
         quotas.check(key)
-    return caught.value
+    return to_api_error(caught.value)
 
 
 def use_audio(ledger: UsageLedger, key: str, seconds: float, at: datetime) -> None:
@@ -154,7 +156,7 @@ def test_rpm_is_per_key_and_refusals_do_not_count(ledger: UsageLedger, clocks: C
     quotas.admit("alice")
     quotas.admit("bob")
     for _ in range(5):
-        with pytest.raises(APIError):
+        with pytest.raises(RateLimited):
             quotas.admit("alice")
     clocks.advance(60)
     quotas.admit("alice")
@@ -193,7 +195,7 @@ def test_admit_is_atomic_across_threads(ledger: UsageLedger, clocks: Clocks) -> 
         start.wait()
         try:
             quotas.admit("alice")
-        except APIError:
+        except RateLimited:
             return
         admitted.append(n)
 
@@ -289,11 +291,12 @@ def test_audio_budget_is_shared_through_the_ledger(tmp_path: Path, clocks: Clock
 def test_audio_refusal_comes_before_rpm_and_does_not_count(ledger: UsageLedger, clocks: Clocks) -> None:
     quotas = make_quotas(ledger, clocks, KeyLimitConfig(requests_per_minute=1, audio_hours_per_day=1.0))
     use_audio(ledger, "alice", 3600, T0 - timedelta(hours=23, minutes=59))
-    with pytest.raises(APIError) as caught:
+    with pytest.raises(RateLimited) as caught:
         quotas.admit("alice")
-    assert caught.value.type == "tokens"
-    assert caught.value.headers["retry-after"] == "60"
-    assert "x-should-retry" not in caught.value.headers
+    error = to_api_error(caught.value)
+    assert error.type == "tokens"
+    assert error.headers["retry-after"] == "60"
+    assert "x-should-retry" not in error.headers
     clocks.advance(60)
     quotas.admit("alice")  # the refused attempt took no RPM slot
     assert refused(quotas, "alice").type == "requests"

@@ -1,4 +1,4 @@
-"""app.render: timestamps, subtitles, and each response format's body and Content-Type."""
+"""app.api.render: timestamps, subtitles, and each response format's body and Content-Type."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.protocol import AudioRequest, ResponseFormat
-from app.render import JSON_TYPE, TEXT_TYPE, format_timestamp, render, srt, vtt
+from app.api.render import JSON_TYPE, TEXT_TYPE, format_timestamp, render, srt, vtt
+from app.serving.protocol import AudioRequest, ResponseFormat
 from app.settings import UsageKind
 from engines.types import Segment, TokenLogprob, Transcript, TranscriptInfo, Word
 
@@ -92,7 +92,7 @@ def transcript(
 
 
 def request(fmt: ResponseFormat = ResponseFormat.JSON, **kwargs: Any) -> AudioRequest:
-    fields: dict[str, Any] = {"task": "transcribe", "file": b"x", "filename": "upload", "model": "whisper-1"}
+    fields: dict[str, Any] = {"task": "transcribe", "file": b"x", "model": "whisper-1"}
     fields.update(kwargs)
     return AudioRequest(response_format=fmt, **fields)
 

@@ -1,4 +1,4 @@
-"""app.usage_hooks: quotas at admission, one ledger row per finished request."""
+"""app.accounting.ledger_hooks: quotas at admission, one ledger row per finished request."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from app.errors import APIError
-from app.ledger import KeyTotals, UsageLedger, sqlite_url
-from app.metrics import Metrics
-from app.observe import RequestRecord
-from app.quotas import KeyLimitConfig, KeyQuotas
-from app.usage_hooks import LedgerHooks, usage_event
+from app.accounting.ledger import KeyTotals, UsageLedger, sqlite_url
+from app.accounting.ledger_hooks import LedgerHooks, usage_event
+from app.accounting.metrics import Metrics
+from app.accounting.quotas import KeyQuotas
+from app.accounting.request_record import RequestRecord
+from app.api.errors import to_api_error
+from app.serving.errors import RateLimited
+from app.settings import KeyLimitConfig
 from engines.types import Segment, Transcript, TranscriptInfo
 
 
@@ -76,9 +78,9 @@ def test_admit_applies_quotas(ledger: UsageLedger) -> None:
     quotas = KeyQuotas({}, KeyLimitConfig(requests_per_minute=1), ledger, clock=lambda: 0.0)
     hooks = LedgerHooks(ledger, quotas)
     hooks.admit(request_record(hooks))
-    with pytest.raises(APIError) as caught:
+    with pytest.raises(RateLimited) as caught:
         hooks.admit(request_record(hooks))
-    assert caught.value.status == 429
+    assert to_api_error(caught.value).status == 429
     hooks.admit(request_record(hooks, "bob"))
     LedgerHooks(ledger).admit(request_record(hooks))  # no quotas: everyone is admitted
     hooks.close()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.protocol import AudioRequest, ResponseFormat
-from app.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, Rendered, format_timestamp, json_response
+from app.api.openai_usage import usage_for
+from app.api.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, format_timestamp, json_response
+from app.serving.protocol import AudioRequest, Rendered, ResponseFormat
 from app.settings import UsageKind
-from app.usage import usage_for
 from engines.diarized import DiarizedTranscript, SpeakerSegment
 
 

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import APIError, internal_error
+from app.api.errors import APIError, internal_error
 
 log = logging.getLogger(__name__)
 

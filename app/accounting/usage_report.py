@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.ledger import KeyTotals, UsageLedger, as_utc
+from app.accounting.ledger import KeyTotals, UsageLedger, as_utc
 
 _COLUMNS = ("key", "requests", "audio_hours", "audio_seconds", "input_tokens", "output_tokens")
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
-from app.errors import APIError, invalid_value
-from app.protocol import (
+from app.api.errors import APIError, invalid_value
+from app.api.languages import normalize_language
+from app.serving.protocol import (
     TRANSLATION_FORMATS,
     AudioRequest,
     ChunkingStrategy,
@@ -19,7 +20,6 @@ from app.protocol import (
     ResponseFormat,
     ServerVad,
 )
-from engines.languages import normalize_language
 
 MAX_KNOWN_SPEAKERS = 4
 _TRUE = {"true", "1", "yes", "on"}
@@ -280,7 +280,6 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     return AudioRequest(
         task="translate" if translate else "transcribe",
         file=data,
-        filename=upload.filename or "upload",
         model=model,
         response_format=response_format,
         language=None if translate else _language(fields),

@@ -1,14 +1,28 @@
-"""One error type for every failure the API reports, and the handlers that render OpenAI's envelope."""
+"""One error type for every failure the API reports, the one mapping from domain errors onto it, and the
+handlers that render OpenAI's envelope."""
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.serving.errors import (
+    ClientGone,
+    InvalidInput,
+    ModelNotFound,
+    ModelUnavailable,
+    QueueFull,
+    RateLimited,
+    ServingError,
+    TimedOut,
+)
+from engines.errors import AudioDecodeError, AudioTooLongError, DecodingCancelled, EngineError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +66,42 @@ def internal_error() -> APIError:
     )
 
 
+# OpenAI's SDKs wait out a Retry-After only up to this long; beyond it they fall back to short backoff.
+SDK_MAX_RETRY_AFTER_SECONDS = 60
+
+
+def to_api_error(exc: BaseException) -> APIError:
+    """The one place where domain and engine failures become OpenAI-shaped answers; anything else is a 500."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, InvalidInput):
+        return invalid_value(exc.param, exc.message, code=exc.code)
+    if isinstance(exc, ModelNotFound):
+        return APIError(400, str(exc), code="model_not_found", param="model")
+    if isinstance(exc, QueueFull):
+        return APIError(
+            429, str(exc), type="server_overloaded", code="queue_full", headers={"Retry-After": str(exc.retry_after)}
+        )
+    if isinstance(exc, RateLimited):
+        retry_after = max(1, math.ceil(exc.wait_seconds))
+        headers = {"retry-after": str(retry_after)}
+        if retry_after > SDK_MAX_RETRY_AFTER_SECONDS:
+            headers["x-should-retry"] = "false"  # the window frees only long after the SDK's retries
+        return APIError(429, str(exc), type=exc.limit_type, code="rate_limit_exceeded", headers=headers)
+    if isinstance(exc, TimedOut):
+        return APIError(504, str(exc), type="server_error", code="timeout", headers={"x-should-retry": "false"})
+    if isinstance(exc, ClientGone | DecodingCancelled):
+        return APIError(499, str(exc) if isinstance(exc, ClientGone) else "The request was cancelled.")
+    if isinstance(exc, AudioTooLongError):
+        return invalid_value("file", str(exc), code="audio_too_long")
+    if isinstance(exc, AudioDecodeError):
+        return invalid_value("file", str(exc))
+    error = internal_error()
+    if isinstance(exc, ModelUnavailable | EngineError | ServingError):
+        error.message = str(exc)
+    return error
+
+
 def _respond(error: APIError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
@@ -63,6 +113,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return _respond(exc)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(_: Request, exc: ServingError) -> JSONResponse:
+        return _respond(to_api_error(exc))
+
+    @app.exception_handler(EngineError)
+    async def _engine_error(_: Request, exc: EngineError) -> JSONResponse:
+        return _respond(to_api_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

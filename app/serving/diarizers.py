@@ -16,10 +16,6 @@ class DiarizerHolder:
         self._diarizer: Diarizer | None = None
         self._lock = threading.Lock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._diarizer is not None
-
     def get(self) -> Diarizer:
         """The diarizer, loading it on first call (blocking; run it off the event loop)."""
         if self._diarizer is None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
+
+from app.settings import UsageKind
+from engines.types import TranscriptResult
 
 
 class ResponseFormat(StrEnum):
@@ -48,7 +51,6 @@ class AudioRequest:
 
     task: Literal["transcribe", "translate"]
     file: bytes
-    filename: str
     model: str
     response_format: ResponseFormat = ResponseFormat.JSON
     language: str | None = None
@@ -63,4 +65,30 @@ class AudioRequest:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelRoute:
+    """Which local model serves a requested model name, and how its usage is reported."""
+
+    requested: str
+    model_id: str
+    usage: UsageKind
+    diarize: bool = False
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A whole answer: its bytes and their media type."""
+
+    body: bytes
+    media_type: str
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One streamed payload, plus what the server needs to account for it (never sent)."""
+
+    payload: dict[str, Any]
+    status: int | None = None  # set on the last event: 200 for done, the error's status otherwise
+    transcript: TranscriptResult | None = None

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from app.hooks import RequestHooks
-from app.ledger import UsageEvent, UsageLedger
-from app.observe import RequestRecord
-from app.quotas import KeyQuotas
+from app.accounting.ledger import UsageEvent, UsageLedger
+from app.accounting.quotas import KeyQuotas
+from app.accounting.request_record import RequestRecord
 from engines.types import TranscriptResult
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def usage_event(record: RequestRecord, status: int, transcript: TranscriptResult
     )
 
 
-class LedgerHooks(RequestHooks):
+class LedgerHooks:
     """``admit``: the key's quotas (raises the 429). ``finished``: one ledger INSERT, off the caller's thread.
 
     ``finished`` runs on the event loop, so rows are written by one background thread in order; ``close``
@@ -47,6 +46,10 @@ class LedgerHooks(RequestHooks):
     def admit(self, record: RequestRecord) -> None:
         if self.quotas is not None:
             self.quotas.admit(record.key_name)
+
+    def attach(self, record: RequestRecord) -> None:
+        """Write the request's ledger row once it has finished."""
+        record.on_finish.append(self.finished)
 
     def finished(self, record: RequestRecord, status: int, transcript: TranscriptResult | None) -> None:
         if status in UNRECORDED_STATUSES:

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from functools import partial
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+
+
+class _Slots(Protocol):
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def running(self) -> int: ...
 
 
 class Metrics:
@@ -45,6 +57,12 @@ class Metrics:
             "stt_model_unloads_total", "Models unloaded after idling.", ["model"], registry=self.registry
         )
         self.models_loaded = Gauge("stt_models_loaded", "Models in memory now.", registry=self.registry)
+
+    def watch_slots(self, slots: Mapping[str, _Slots]) -> None:
+        """Report each model's queue depth and running inferences whenever metrics are scraped."""
+        for model_id, model_slots in slots.items():
+            self.queue_depth.labels(model_id).set_function(partial(getattr, model_slots, "waiting"))
+            self.in_flight.labels(model_id).set_function(partial(getattr, model_slots, "running"))
 
     # ModelEvents, called from worker threads (prometheus_client is thread-safe).
     def model_loaded(self, name: str, seconds: float) -> None:

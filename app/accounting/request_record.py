@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.metrics import Metrics
+from app.accounting.metrics import Metrics
 from engines.types import TranscriptResult
 
 log = logging.getLogger("app.requests")

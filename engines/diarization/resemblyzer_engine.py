@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from faster_whisper.vad import VadOptions, get_speech_timestamps
 from resemblyzer import VoiceEncoder
 from resemblyzer.audio import wav_to_mel_spectrogram
 
+from engines.audio import SAMPLE_RATE
 from engines.diarization.clustering import (
     Matrix,
     Window,
@@ -23,8 +23,8 @@ from engines.diarization.clustering import (
     smooth,
 )
 from engines.diarization.types import DiarizationError, DiarizationOptions, Embedding, Samples, SpeakerTurn
+from engines.vad import VadParams, speech_regions
 
-SAMPLE_RATE = 16_000
 HOP_SAMPLES = 160  # resemblyzer's mel frames are 10 ms apart
 FRAME_SECONDS = HOP_SAMPLES / SAMPLE_RATE
 # resemblyzer was trained on utterances normalised to -30 dBFS and reads a power (not log) mel
@@ -36,7 +36,7 @@ MAX_WINDOWS = 6000  # ≈ 75 min of speech at the default hop; the distance matr
 
 
 @dataclass(frozen=True)
-class EmbeddedSettings:
+class ResemblyzerSettings:
     """Tuning of the embedded diarizer, set on espeak dialogues and real recordings (see below).
 
     ``threshold`` is the mean cosine distance between two groups of windows (average linkage) at
@@ -71,12 +71,12 @@ class EmbeddedSettings:
     vad_pad_ms: int = 60
 
 
-class EmbeddedDiarizer:
+class ResemblyzerDiarizer:
     """Offline diarization from weights that ship in packages; CPU is plenty (≈ 50× real time on 2 cores)."""
 
-    def __init__(self, settings: EmbeddedSettings | None = None, *, device: str = "cpu") -> None:
+    def __init__(self, settings: ResemblyzerSettings | None = None, *, device: str = "cpu") -> None:
         """``device``: ``cpu`` or ``cuda[:n]``; ``auto`` means CPU, where this small LSTM is fast enough."""
-        self.settings = settings or EmbeddedSettings()
+        self.settings = settings or ResemblyzerSettings()
         self._encoder = VoiceEncoder(device=torch.device("cpu" if device == "auto" else device), verbose=False)
         self._encoder.eval()
 
@@ -143,16 +143,18 @@ class EmbeddedDiarizer:
     def _speech_regions(self, audio: Samples) -> list[Window]:
         """Speech regions in mel frames, from the Silero VAD model that ships in faster-whisper."""
         s = self.settings
-        vad = VadOptions(
+        vad = VadParams(
             threshold=s.vad_threshold,
+            silence_duration_ms=s.vad_min_silence_ms,
+            prefix_padding_ms=s.vad_pad_ms,
+            max_chunk_seconds=MAX_REGION_S,
             min_speech_duration_ms=250,
-            min_silence_duration_ms=s.vad_min_silence_ms,
-            speech_pad_ms=s.vad_pad_ms,
         )
-        vad.max_speech_duration_s = MAX_REGION_S
-        spans = get_speech_timestamps(audio, vad, sampling_rate=SAMPLE_RATE)
         last = len(audio) // HOP_SAMPLES
-        regions = [Window(span["start"] // HOP_SAMPLES, min(last, -(-span["end"] // HOP_SAMPLES))) for span in spans]
+        regions = [
+            Window(span.start // HOP_SAMPLES, min(last, -(-span.end // HOP_SAMPLES)))
+            for span in speech_regions(audio, vad)
+        ]
         return [r for r in regions if r.length > 0]
 
     def _windows(self, regions: list[Window]) -> list[Window]:

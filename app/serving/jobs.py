@@ -5,68 +5,85 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
-from typing import Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from app.errors import APIError
-from app.scheduler import ModelSlots
-from engines.types import TranscriptInfo
-from engines.whisper import DecodingCancelled
+from app.serving.deadline import Deadline
+from app.serving.errors import ClientGone, TimedOut
+from app.serving.protocol import AudioRequest, ModelRoute, Rendered, StreamEvent
+from app.serving.scheduler import Reservation
+from engines.errors import DecodingCancelled
+from engines.types import TranscriptInfo, TranscriptResult
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
-T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
+S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
+
+DISCONNECT_POLL_SECONDS = 0.25
 
 
-class Run(Protocol[T_co]):
+class Run(Protocol[S_co]):
     """A prepared transcription (LongFormRun, DiarizedRun): blocking iteration, then its info."""
 
-    def segments(self) -> Iterator[T_co]: ...
+    def segments(self) -> Iterator[S_co]: ...
 
     @property
     def info(self) -> TranscriptInfo: ...
 
 
-DISCONNECT_POLL_SECONDS = 0.25
+class Presenter(Protocol[S]):
+    """How a job's segments are answered: one result type, one renderer, one stream of events."""
+
+    def result(self, info: TranscriptInfo, segments: list[S]) -> TranscriptResult: ...
+
+    def render(self, job: TranscriptionJob[S], segments: list[S]) -> Rendered: ...
+
+    def events(self, job: TranscriptionJob[S]) -> AsyncIterator[StreamEvent]: ...
 
 
-def timeout_error(seconds: float) -> APIError:
-    return APIError(
-        504,
-        f"The transcription did not finish within the server's time limit of {seconds:g} s.",
-        type="server_error",
-        code="timeout",
-        headers={"x-should-retry": "false"},
-    )
+@dataclass(frozen=True)
+class Presenters:
+    """The api layer's presenters, handed to the service, which picks one per job."""
+
+    plain: Presenter[Any]
+    speakers: Presenter[Any]
 
 
-class TranscriptionJob(Generic[T]):
-    """Owns one request's decoding: holds a model slot while it runs, stops when asked, abandoned or late."""
+class TranscriptionJob(Generic[S]):
+    """Owns one request's decoding: its queue place, model lease and time limit, until ``close``."""
 
     def __init__(
         self,
-        run: Run[T],
-        slots: ModelSlots,
-        cancel: threading.Event,
+        run: Run[S],
         *,
-        time_limit: float,
-        on_finish: Callable[[], None] = lambda: None,
+        request: AudioRequest,
+        route: ModelRoute,
+        presenter: Presenter[S],
+        reservation: Reservation,
+        resources: ExitStack,
+        cancel: threading.Event,
+        deadline: Deadline,
     ) -> None:
         self.run = run
-        self.slots = slots
+        self.request = request
+        self.route = route
+        self.presenter = presenter
+        self.reservation = reservation
         self.cancel = cancel
-        self.on_finish = on_finish
-        self.time_limit = time_limit
+        self.deadline = deadline
         self.timed_out = False
-        # The limit counts from the request's start, queueing included.
-        self._timer = threading.Timer(time_limit, self._expire)
+        self._resources = resources
+        # The limit counts from the request's start: only what is left of it remains for the job.
+        self._timer = threading.Timer(deadline.remaining(), self._expire)
         self._timer.daemon = True
         self._timer.start()
 
@@ -74,7 +91,16 @@ class TranscriptionJob(Generic[T]):
         self.timed_out = True
         self.cancel.set()
 
-    async def segments(self) -> AsyncGenerator[T, None]:
+    def result(self, segments: list[S]) -> TranscriptResult:
+        return self.presenter.result(self.run.info, segments)
+
+    def render(self, segments: list[S]) -> Rendered:
+        return self.presenter.render(self, segments)
+
+    def events(self) -> AsyncIterator[StreamEvent]:
+        return self.presenter.events(self)
+
+    async def segments(self) -> AsyncGenerator[S, None]:
         """Segments as the decoder finishes them. Leaving early cancels the decoding."""
         send, receive = anyio.create_memory_object_stream[object](max_buffer_size=math.inf)
         token = anyio.lowlevel.current_token()
@@ -94,7 +120,7 @@ class TranscriptionJob(Generic[T]):
                 deliver(exc)
 
         try:
-            async with self.slots.slot():
+            async with self.reservation.running(self.deadline):
                 thread = threading.Thread(target=work, name="transcription", daemon=True)
                 thread.start()
                 finished = False
@@ -105,7 +131,7 @@ class TranscriptionJob(Generic[T]):
                                 finished = True
                                 return
                             if isinstance(item, DecodingCancelled) and self.timed_out:
-                                raise timeout_error(self.time_limit) from item
+                                raise TimedOut(self.deadline.limit) from item
                             if isinstance(item, BaseException):
                                 raise item
                             yield item  # type: ignore[misc]
@@ -121,14 +147,15 @@ class TranscriptionJob(Generic[T]):
             self.close()
 
     def close(self) -> None:
-        """Release what the job holds (its model lease, its timer); safe to call more than once."""
+        """Release what the job holds (queue place, model lease, timer); safe to call more than once."""
         self._timer.cancel()
-        finish, self.on_finish = self.on_finish, lambda: None
-        finish()
+        self.cancel.set()
+        self.reservation.release()
+        self._resources.close()
 
-    async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> list[T]:
-        """Every segment; stops early (answering 499) if ``disconnected`` turns true."""
-        segments: list[T] = []
+    async def collect(self, disconnected: Callable[[], Awaitable[bool]] | None = None) -> list[S]:
+        """Every segment; raises ClientGone early if ``disconnected`` turns true."""
+        segments: list[S] = []
         gone = False
 
         async def watch(scope: anyio.CancelScope) -> None:
@@ -157,5 +184,5 @@ class TranscriptionJob(Generic[T]):
                 raise grouped.exceptions[0] from None
             raise
         if gone:
-            raise APIError(499, "The client closed the request before the transcript was ready.")
+            raise ClientGone()
         return segments

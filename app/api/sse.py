@@ -4,29 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from app.jobs import TranscriptionJob
-from app.protocol import AudioRequest
-from app.render import logprobs_body
-from app.render_diarized import segment_event
-from app.service import engine_error_to_api
+from app.api.errors import to_api_error
+from app.api.openai_usage import tokens_usage
+from app.api.render import logprobs_body
+from app.api.render_diarized import segment_event
+from app.serving.jobs import TranscriptionJob
+from app.serving.protocol import AudioRequest, StreamEvent
 from app.settings import UsageKind
-from app.usage import tokens_usage
 from engines.diarized import DiarizedTranscript, SpeakerSegment
 from engines.types import Segment, Transcript, TranscriptResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """One SSE payload, plus what the server needs to account for it (never sent)."""
-
-    payload: dict[str, Any]
-    status: int | None = None  # set on the last event: 200 for done, the error's status otherwise
-    transcript: TranscriptResult | None = None
 
 
 def _delta_event(delta: str, segment: Segment, request: AudioRequest) -> dict[str, Any]:
@@ -64,7 +54,7 @@ async def _events(
             for payload in on_segment(segment, delta):
                 yield StreamEvent(payload)
     except Exception as exc:  # after the stream has started the error can only travel as an event
-        error = engine_error_to_api(exc)
+        error = to_api_error(exc)
         if error.status >= 500:
             log.exception("stream failed")
         yield StreamEvent(error.body(), status=error.status)
@@ -81,10 +71,9 @@ def _done(transcript: TranscriptResult, usage_kind: UsageKind, **extra: Any) -> 
     return StreamEvent(done, status=200, transcript=transcript)
 
 
-def transcript_events(
-    job: TranscriptionJob[Segment], request: AudioRequest, usage_kind: UsageKind
-) -> AsyncIterator[StreamEvent]:
+def transcript_events(job: TranscriptionJob[Segment]) -> AsyncIterator[StreamEvent]:
     """Text deltas (with log-probs when asked), then done; the done text equals the json answer's."""
+    request, usage_kind = job.request, job.route.usage
 
     def on_segment(segment: Segment, delta: str) -> list[dict[str, Any]]:
         return [_delta_event(delta, segment, request)] if delta else []
@@ -97,10 +86,9 @@ def transcript_events(
     return _events(job, on_segment, finish)
 
 
-def diarized_events(
-    job: TranscriptionJob[SpeakerSegment], request: AudioRequest, usage_kind: UsageKind
-) -> AsyncIterator[StreamEvent]:
+def diarized_events(job: TranscriptionJob[SpeakerSegment]) -> AsyncIterator[StreamEvent]:
     """Per speaker segment: its text as a delta carrying ``segment_id``, then the segment itself."""
+    usage_kind = job.route.usage
 
     def on_segment(segment: SpeakerSegment, delta: str) -> list[dict[str, Any]]:
         events = [{"type": "transcript.text.delta", "delta": delta, "segment_id": segment.id}] if delta else []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -11,20 +11,16 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
-from app.auth import Authenticator, Principal
-from app.errors import APIError
-from app.form import parse_audio_form
-from app.jobs import TranscriptionJob
-from app.observe import RequestRecord
-from app.protocol import AudioRequest
-from app.render import render
-from app.render_diarized import render_diarized
-from app.service import ModelRoute, TranscriptionService, engine_error_to_api
+from app.accounting.request_record import RequestRecord
+from app.api.auth import Authenticator, Principal
+from app.api.errors import APIError, to_api_error
+from app.api.form import parse_audio_form
+from app.serving.deadline import Deadline
+from app.serving.jobs import TranscriptionJob
+from app.serving.service import TranscriptionService
 from app.settings import Settings
-from app.streaming import diarized_events, transcript_events
-from engines.diarized import DiarizedRun, DiarizedTranscript
-from engines.types import Transcript
 
 
 def _service(request: Request) -> TranscriptionService:
@@ -52,9 +48,12 @@ public = APIRouter()
 
 async def _audio(request: Request, task: str) -> Response:
     settings: Settings = request.app.state.settings
+    # The time limit counts from here: parsing, opening the audio and loading the model included.
+    deadline = Deadline(settings.request_timeout_seconds)
     principal: Principal = request.state.principal
     record = RequestRecord(request.app.state.metrics, endpoint=task, key_name=principal.name)
     request.app.state.hooks.attach(record)
+    service = _service(request)
     try:
         form = await request.form(max_files=8, max_fields=256, max_part_size=settings.max_form_field_bytes)
         try:
@@ -63,46 +62,50 @@ async def _audio(request: Request, task: str) -> Response:
             await form.close()
         record.model, record.response_format = audio_request.model, audio_request.response_format.value
         record.stream = audio_request.stream
-        await anyio.to_thread.run_sync(request.app.state.hooks.admit, record)
-        job, route = await _service(request).start(audio_request)
-    except APIError as exc:
-        record.finish(exc.status)
-        raise
+        admission = service.admit(audio_request)  # a full queue refuses before the key's quota is charged
+        try:
+            await anyio.to_thread.run_sync(request.app.state.hooks.admit, record)
+        except BaseException:
+            admission.release()
+            raise
+        job = await service.start(admission, deadline)
+    except Exception as exc:  # every failure is accounted for, not only the expected ones
+        error = to_api_error(exc)
+        record.finish(error.status)
+        raise error from exc
     if audio_request.stream:
-        return _stream(job, audio_request, route, record, settings)
+        return _stream(job, record, settings)
     try:
         segments = await job.collect(request.is_disconnected)
     except Exception as exc:
-        error = engine_error_to_api(exc)
+        error = to_api_error(exc)
         record.finish(error.status)
         raise error from exc
     finally:
         job.close()
-    info = job.run.info
-    if isinstance(job.run, DiarizedRun):
-        diarized = DiarizedTranscript(info, segments)
-        rendered = render_diarized(diarized, audio_request, route.usage)
-        record.finish(200, diarized)
-    else:
-        transcript = Transcript(info, segments)
-        rendered = render(transcript, audio_request, route.usage)
-        record.finish(200, transcript)
+    rendered = job.render(segments)
+    record.finish(200, job.result(segments))
     return Response(rendered.body, media_type=rendered.media_type)
 
 
-def _stream(
-    job: TranscriptionJob[Any],
-    audio_request: AudioRequest,
-    route: ModelRoute,
-    record: RequestRecord,
-    settings: Settings,
-) -> EventSourceResponse:
+class _JobStream(EventSourceResponse):
+    """An SSE response that releases its job even when it is torn down before its first frame."""
+
+    def __init__(self, frames: AsyncIterator[ServerSentEvent], on_close: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(frames, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _stream(job: TranscriptionJob[Any], record: RequestRecord, settings: Settings) -> EventSourceResponse:
     async def frames() -> AsyncIterator[ServerSentEvent]:
         status, transcript = 499, None  # unless the stream runs to its end
-        if isinstance(job.run, DiarizedRun):
-            events = diarized_events(job, audio_request, route.usage)
-        else:
-            events = transcript_events(job, audio_request, route.usage)
+        events = job.events()
         try:
             async for event in events:
                 if event.status is not None:
@@ -115,8 +118,14 @@ def _stream(
             job.close()
             record.finish(status, transcript)
 
-    return EventSourceResponse(
+    def closed() -> None:
+        # Both are idempotent: after a normal end they have already run with the real status.
+        job.close()
+        record.finish(499)
+
+    return _JobStream(
         frames(),
+        closed,
         ping=settings.sse_keepalive_seconds,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

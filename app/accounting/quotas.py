@@ -22,29 +22,13 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from app.errors import APIError
-from app.ledger import UsageLedger
+from app.accounting.ledger import UsageLedger
+from app.serving.errors import RateLimited
+from app.settings import KeyLimitConfig
 
 RPM_WINDOW_SECONDS = 60.0
 AUDIO_WINDOW = timedelta(hours=24)
-# OpenAI's SDKs wait out a Retry-After only up to this long; beyond it they fall back to short backoff.
-SDK_MAX_RETRY_AFTER_SECONDS = 60
 _TICK = timedelta(microseconds=1)
-
-
-class KeyLimitConfig(BaseModel):
-    """Limits of one API key (or the default for every key); None: unlimited."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    requests_per_minute: int | None = Field(
-        default=None, ge=1, description="Requests admitted per sliding 60 s, counted per server replica."
-    )
-    audio_hours_per_day: float | None = Field(
-        default=None, gt=0, description="Audio hours per rolling 24 h, read from the usage ledger (shared by replicas)."
-    )
 
 
 def _wall_clock() -> datetime:
@@ -52,7 +36,7 @@ def _wall_clock() -> datetime:
 
 
 class KeyQuotas:
-    """Admits or refuses a key's next request; refusals raise APIError(429)."""
+    """Admits or refuses a key's next request; refusals raise RateLimited (a 429 on the wire)."""
 
     def __init__(
         self,
@@ -79,7 +63,7 @@ class KeyQuotas:
         return self.default.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
 
     def check(self, key_name: str) -> None:
-        """Raise APIError(429) if the key may not start a request now; records nothing."""
+        """Raise RateLimited if the key may not start a request now; records nothing."""
         limits = self.limits_for(key_name)
         self._check_audio(key_name, limits)
         with self._lock:
@@ -149,12 +133,8 @@ class KeyQuotas:
         )
 
 
-def _rate_limited(message: str, *, type: str, wait: float) -> APIError:
-    retry_after = max(1, math.ceil(wait))
-    headers = {"retry-after": str(retry_after)}
-    if retry_after > SDK_MAX_RETRY_AFTER_SECONDS:
-        headers["x-should-retry"] = "false"
-    return APIError(429, message, type=type, code="rate_limit_exceeded", headers=headers)
+def _rate_limited(message: str, *, type: str, wait: float) -> RateLimited:
+    return RateLimited(message, limit_type=type, wait_seconds=wait)
 
 
 def _human(seconds: float) -> str:

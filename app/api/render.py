@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from app.protocol import AudioRequest, ResponseFormat
+from app.api.languages import language_name
+from app.api.openai_usage import duration_usage, usage_for
+from app.serving.protocol import AudioRequest, Rendered, ResponseFormat
 from app.settings import UsageKind
-from app.usage import duration_usage, usage_for
-from engines.languages import language_name
 from engines.types import Segment, TokenLogprob, Transcript
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 VTT_TYPE = "text/vtt; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class Rendered:
-    body: bytes
-    media_type: str
 
 
 def render(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind) -> Rendered:

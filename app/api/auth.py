@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from app.errors import APIError
+from app.api.errors import APIError
 from app.settings import ApiKeyRecord
 
 log = logging.getLogger(__name__)

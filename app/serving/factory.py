@@ -1,0 +1,55 @@
+"""Build the serving layer from settings alone: the model manager, the diarizer holder, the service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from app.serving.diarizers import DiarizerHolder
+from app.serving.jobs import Presenters
+from app.serving.service import TranscriptionService
+from app.settings import Settings
+from engines.manager import ModelEvents, ModelManager
+from engines.models import WhisperSpec, load_whisper
+from engines.types import Transcriber
+
+Loader = Callable[[WhisperSpec], Transcriber]
+
+
+def whisper_specs(settings: Settings) -> dict[str, WhisperSpec]:
+    return {
+        name: WhisperSpec(
+            name=name,
+            source=cfg.source,
+            device=cfg.device,
+            compute_type=cfg.compute_type,
+            cpu_threads=cfg.cpu_threads,
+            num_workers=cfg.max_concurrency,
+            beam_size=cfg.beam_size,
+        )
+        for name, cfg in settings.models.items()
+    }
+
+
+def build_manager(
+    settings: Settings, *, loader: Loader | None = None, events: ModelEvents | None = None
+) -> ModelManager:
+    """``loader`` defaults to real Whisper weights; tests pass a fake one."""
+    return ModelManager(
+        whisper_specs(settings),
+        loader=loader or partial(load_whisper, cache_dir=settings.model_cache, offline=settings.offline),
+        idle_unload={name: cfg.idle_unload_seconds for name, cfg in settings.models.items()},
+        events=events,
+    )
+
+
+def build_service(
+    settings: Settings,
+    presenters: Presenters,
+    *,
+    loader: Loader | None = None,
+    events: ModelEvents | None = None,
+) -> TranscriptionService:
+    """The service without any HTTP around it (benchmarks, and the app factory itself)."""
+    manager = build_manager(settings, loader=loader, events=events)
+    return TranscriptionService(settings, manager, DiarizerHolder(settings.diarization), presenters)

@@ -1,0 +1,100 @@
+"""Per-model inference slots with a bounded queue: a place is reserved at admission, or QueueFull is raised."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from app.serving.deadline import Deadline
+from app.serving.errors import QueueFull, TimedOut
+
+MAX_RETRY_AFTER_SECONDS = 60
+
+
+class Reservation:
+    """A request's place with one model, from admission until it has run (or given up)."""
+
+    def __init__(self, slots: ModelSlots) -> None:
+        self._slots: ModelSlots | None = slots
+
+    @asynccontextmanager
+    async def running(self, deadline: Deadline | None = None) -> AsyncIterator[None]:
+        """Wait for a slot, run, then give the place back; waiting stops at ``deadline``."""
+        slots = self._slots
+        if slots is None:
+            raise RuntimeError("this reservation was already used or released")
+        try:
+            async with slots.run(deadline):
+                yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the place back without running; safe to call more than once."""
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.reserved -= 1
+
+
+class ModelSlots:
+    """``concurrency`` inferences at once for one model; at most ``max_queue`` admitted requests behind them.
+
+    ``reserved`` counts every admitted request that has not finished (waiting for its audio, its
+    model, or a slot, or running), so the limit holds across the awaits between admission and slot.
+    """
+
+    def __init__(self, model_id: str, concurrency: int, max_queue: int) -> None:
+        self.model_id = model_id
+        self.concurrency = concurrency
+        self.max_queue = max_queue
+        self.reserved = 0
+        self.running = 0
+        self._semaphore: anyio.Semaphore | None = None
+        self._mean_run_seconds = 5.0  # a guess until real runs have been timed
+
+    @property
+    def waiting(self) -> int:
+        """Admitted requests that are not running (yet)."""
+        return self.reserved - self.running
+
+    @property
+    def semaphore(self) -> anyio.Semaphore:
+        # Created on first use, inside the event loop that will use it. A semaphore rather than a
+        # capacity limiter: a stream may be finished by a different task than the one that started it.
+        if self._semaphore is None:
+            self._semaphore = anyio.Semaphore(self.concurrency)
+        return self._semaphore
+
+    def retry_after(self) -> int:
+        """Seconds until a queue place is likely free, from the recent mean run time."""
+        rounds = (self.waiting + 1) / self.concurrency
+        return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(self._mean_run_seconds * rounds)))
+
+    def reserve(self) -> Reservation:
+        """Take a place at once, or raise QueueFull when every slot and queue place is taken."""
+        if self.reserved >= self.concurrency + self.max_queue:
+            raise QueueFull(self.model_id, self.running, self.waiting, self.retry_after())
+        self.reserved += 1
+        return Reservation(self)
+
+    @asynccontextmanager
+    async def run(self, deadline: Deadline | None) -> AsyncIterator[None]:
+        try:
+            with anyio.fail_after(math.inf if deadline is None else deadline.remaining()):
+                await self.semaphore.acquire()
+        except TimeoutError:
+            assert deadline is not None
+            raise TimedOut(deadline.limit) from None
+        self.running += 1
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.semaphore.release()
+            elapsed = time.monotonic() - started
+            self._mean_run_seconds = 0.8 * self._mean_run_seconds + 0.2 * elapsed

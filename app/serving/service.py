@@ -1,0 +1,223 @@
+"""The transcription pipeline behind the routes: resolve the model, reserve a place, open the audio, start a job."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from app.serving.deadline import Deadline
+from app.serving.diarizers import DiarizerHolder
+from app.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable
+from app.serving.jobs import Presenters, TranscriptionJob
+from app.serving.protocol import AudioRequest, ChunkingStrategy, ModelRoute, ResponseFormat
+from app.serving.scheduler import ModelSlots, Reservation
+from app.settings import Settings
+from engines.audio import SAMPLE_RATE, AudioFile, decode_audio
+from engines.diarization.types import DiarizationOptions, Diarizer, Embedding
+from engines.diarized import DiarizedRun
+from engines.errors import AudioDecodeError, AudioTooLongError, ModelLoadError
+from engines.longform import LongFormConfig, LongFormRun
+from engines.manager import ModelManager
+from engines.types import FALLBACK_TEMPERATURES, DecodeOptions, Transcriber
+from engines.vad import VadParams
+
+# With speakers, these formats carry the speaker; verbose_json keeps OpenAI's speaker-less schema.
+DIARIZED_FORMATS = frozenset(
+    {ResponseFormat.DIARIZED_JSON, ResponseFormat.JSON, ResponseFormat.TEXT, ResponseFormat.SRT, ResponseFormat.VTT}
+)
+REFERENCE_SECONDS = (2.0, 10.0)
+# Blocks decoded ahead of the recogniser: small enough to keep memory flat, large enough to be cheap.
+DECODE_BLOCK_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A request that has its queue place: what ``start`` needs."""
+
+    request: AudioRequest
+    route: ModelRoute
+    speakers: bool
+    reservation: Reservation
+
+    def release(self) -> None:
+        self.reservation.release()
+
+
+class TranscriptionService:
+    """Turns a validated request into a job that holds everything it needs; no HTTP in here."""
+
+    def __init__(
+        self, settings: Settings, manager: ModelManager, diarizers: DiarizerHolder, presenters: Presenters
+    ) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.diarizers = diarizers
+        self.presenters = presenters
+        self.slots = {
+            model_id: ModelSlots(model_id, cfg.max_concurrency, cfg.max_queue)
+            for model_id, cfg in settings.models.items()
+        }
+
+    def resolve(self, requested: str) -> ModelRoute:
+        alias = self.settings.aliases.get(requested)
+        if alias is not None:
+            return ModelRoute(requested, alias.model, alias.usage, alias.diarize)
+        if requested in self.settings.models:
+            return ModelRoute(requested, requested, self.settings.local_model_usage)
+        raise ModelNotFound(requested)
+
+    def decode_options(self, request: AudioRequest, engine: Transcriber, model_id: str) -> DecodeOptions:
+        if request.task == "translate" and not engine.is_multilingual:
+            raise InvalidInput(
+                "model", f"Model '{request.model}' is English-only and cannot translate.", code="unsupported_value"
+            )
+        if request.language not in (None, "en") and not engine.is_multilingual:
+            raise InvalidInput(
+                "language", f"Model '{request.model}' is English-only; language must be 'en'.", code="unsupported_value"
+            )
+        temperatures = FALLBACK_TEMPERATURES if request.temperature == 0 else (request.temperature,)
+        return DecodeOptions(
+            task=request.task,
+            language=request.language,
+            prompt=request.prompt,
+            temperatures=temperatures,
+            word_timestamps=request.word_timestamps,
+            logprobs=request.logprobs,
+            beam_size=self.settings.models[model_id].beam_size,
+        )
+
+    def vad_params(self, chunking: ChunkingStrategy | None) -> VadParams | None:
+        """`auto` uses the server's VAD settings with loudness normalisation; `server_vad` the caller's."""
+        settings = self.settings
+        if chunking is None and settings.default_chunking_strategy == "auto":
+            chunking = ChunkingStrategy(type="auto")
+        if chunking is None:
+            return None
+        if chunking.type == "auto":
+            return VadParams(
+                threshold=settings.vad_threshold,
+                silence_duration_ms=settings.vad_silence_duration_ms,
+                prefix_padding_ms=settings.vad_prefix_padding_ms,
+                max_chunk_seconds=settings.vad_max_chunk_seconds,
+                normalize_loudness=True,
+            )
+        return VadParams(
+            threshold=chunking.vad.threshold,
+            silence_duration_ms=chunking.vad.silence_duration_ms,
+            prefix_padding_ms=chunking.vad.prefix_padding_ms,
+            max_chunk_seconds=settings.vad_max_chunk_seconds,
+        )
+
+    def wants_speakers(self, request: AudioRequest, route: ModelRoute) -> bool:
+        if request.response_format is ResponseFormat.DIARIZED_JSON:
+            return True
+        return route.diarize and request.response_format in DIARIZED_FORMATS
+
+    def admit(self, request: AudioRequest) -> Admission:
+        """Check what needs no work, then reserve a queue place (QueueFull when there is none).
+
+        The place is held from here, so the queue limit holds while the audio is opened and the
+        model loaded. Pass the admission to ``start``, or ``release`` it.
+        """
+        route = self.resolve(request.model)
+        speakers = self.wants_speakers(request, route)
+        if speakers and request.logprobs:
+            raise InvalidInput("include", "include[]=logprobs is not available with speaker diarization.")
+        return Admission(request, route, speakers, self.slots[route.model_id].reserve())
+
+    async def start(self, admission: Admission, deadline: Deadline) -> TranscriptionJob[Any]:
+        """Open the audio, load what is needed, and hand back a job ready to run.
+
+        Every failure on the way gives back what was taken, the queue place included.
+        """
+        request, route, speakers, reservation = (
+            admission.request,
+            admission.route,
+            admission.speakers,
+            admission.reservation,
+        )
+        with ExitStack() as resources:
+            resources.callback(reservation.release)
+            settings = self.settings
+            audio = await anyio.to_thread.run_sync(
+                lambda: AudioFile(request.file, max_duration=settings.max_audio_seconds)
+            )
+            resources.callback(audio.close)
+            deadline.check()
+            cancel = threading.Event()
+            config = LongFormConfig(block_seconds=settings.block_seconds, vad=self.vad_params(request.chunking))
+            run: LongFormRun | DiarizedRun
+            if speakers:
+                samples = await anyio.to_thread.run_sync(audio.samples)
+                diarizer = await anyio.to_thread.run_sync(self._diarizer)
+                references = await anyio.to_thread.run_sync(self._reference_embeddings, request, diarizer)
+                engine = await self._lease(resources, route.model_id, deadline)
+                options = replace(self.decode_options(request, engine, route.model_id), word_timestamps=True)
+                diarization = DiarizationOptions(request.num_speakers, request.min_speakers, request.max_speakers)
+                run = DiarizedRun(
+                    LongFormRun(engine, options, [samples], config, cancel),
+                    diarizer,
+                    samples,
+                    diarization,
+                    references,
+                    threshold=settings.diarization.match_threshold,
+                )
+                presenter = self.presenters.speakers
+            else:
+                engine = await self._lease(resources, route.model_id, deadline)
+                options = self.decode_options(request, engine, route.model_id)
+                blocks = audio.blocks(min(DECODE_BLOCK_SECONDS, settings.block_seconds))
+                run = LongFormRun(engine, options, blocks, config, cancel)
+                presenter = self.presenters.plain
+            return TranscriptionJob(
+                run,
+                request=request,
+                route=route,
+                presenter=presenter,
+                reservation=reservation,
+                resources=resources.pop_all(),
+                cancel=cancel,
+                deadline=deadline,
+            )
+
+    async def _lease(self, resources: ExitStack, model_id: str, deadline: Deadline) -> Transcriber:
+        """Load (if needed) and lease the model for as long as ``resources`` stays open."""
+        try:
+            engine: Transcriber = await anyio.to_thread.run_sync(resources.enter_context, self.manager.lease(model_id))
+        except ModelLoadError as exc:
+            raise ModelUnavailable(f"Model '{model_id}' is not available: {exc}") from exc
+        deadline.check()
+        return engine
+
+    def _diarizer(self) -> Diarizer:
+        try:
+            return self.diarizers.get()
+        except ModelLoadError as exc:
+            raise ModelUnavailable(f"The diarizer is not available: {exc}") from exc
+
+    def _reference_embeddings(self, request: AudioRequest, diarizer: Diarizer) -> dict[str, Embedding]:
+        """Decode, check (2–10 s) and embed each known speaker's reference clip."""
+        low, high = REFERENCE_SECONDS
+        embeddings: dict[str, Embedding] = {}
+        for index, speaker in enumerate(request.known_speakers):
+            param = "known_speaker_references"
+            try:
+                clip = decode_audio(speaker.reference, max_duration=high + 1)
+            except AudioTooLongError:
+                raise InvalidInput(param, f"known_speaker_references[{index}] is longer than {high:g} s.") from None
+            except AudioDecodeError as exc:
+                raise InvalidInput(param, f"known_speaker_references[{index}]: {exc}") from None
+            seconds = clip.size / SAMPLE_RATE
+            if not low <= seconds <= high + 0.05:
+                raise InvalidInput(
+                    param, f"known_speaker_references[{index}] is {seconds:.1f} s; each must be {low:g}–{high:g} s."
+                )
+            if speaker.name in embeddings:
+                raise InvalidInput("known_speaker_names", f"known_speaker_names has {speaker.name!r} twice.")
+            embeddings[speaker.name] = diarizer.embed(clip)
+        return embeddings
