@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,6 +25,31 @@ from app.serving.protocol import (
 MAX_KNOWN_SPEAKERS = 4
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
+# Bounds on what a field may hold, so that no value makes parsing itself fail or run long:
+# JSON nested deeper than Python's recursion limit, integers past its digit limit, huge names.
+MAX_JSON_CHARS = 4096
+MAX_NAME_CHARS = 256
+MAX_PROMPT_CHARS = 65_536
+MAX_NUMBER_CHARS = 64
+# Plain ASCII decimals only: float() would also take "1_000", "١٢" (Arabic-Indic digits) and "infinity".
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+SHOWN_CHARS = 80
+
+
+def shown(value: object) -> str:
+    """A value for an error message: repr'd and cut short, so an error never echoes a huge input."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 4] + "…" + text[-3:]
+
+
+def load_json(param: str, raw: str) -> Any:
+    """Parse a JSON field; anything unparseable, too long, too deep or with over-long numbers is a 400."""
+    if len(raw) > MAX_JSON_CHARS:
+        raise invalid_value(param, f"'{param}' is too long: at most {MAX_JSON_CHARS} characters of JSON.")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # ValueError covers JSONDecodeError and Python's int digit limit
+        raise invalid_value(param, f"'{param}' is not valid JSON.") from None
 
 
 class Fields:
@@ -56,7 +82,7 @@ class Fields:
         for value in self.lists.get(key, []):
             if not isinstance(value, str):
                 raise invalid_value(key, f"'{key}' must be a string, not a file.")
-            values.extend(_split_list(value))
+            values.extend(_split_list(key, value))
         return values
 
     def upload(self, key: str) -> UploadFile | None:
@@ -66,17 +92,20 @@ class Fields:
         return None
 
 
-def _split_list(value: str) -> list[str]:
-    """Some clients send a list as one JSON array string; accept that too."""
+def _split_list(key: str, value: str) -> list[str]:
+    """Some clients send a list as one JSON array string; accept that too (of scalars only)."""
     stripped = value.strip()
-    if stripped.startswith("["):
-        try:
-            parsed = json.loads(stripped)
-        except json.JSONDecodeError:
-            return [value]
-        if isinstance(parsed, list):
-            return [str(item) for item in parsed]
-    return [value]
+    if not stripped.startswith("[") or len(stripped) > MAX_JSON_CHARS:
+        return [value]
+    try:
+        parsed = json.loads(stripped)
+    except (ValueError, RecursionError):
+        return [value]
+    if not isinstance(parsed, list):
+        return [value]
+    if not all(isinstance(item, str | int | float) for item in parsed):
+        raise invalid_value(key, f"'{key}' must be a list of strings.")
+    return [str(item) for item in parsed]
 
 
 def parse_bool(key: str, value: str | None, default: bool = False) -> bool:
@@ -87,16 +116,16 @@ def parse_bool(key: str, value: str | None, default: bool = False) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise invalid_value(key, f"'{key}' must be true or false, got {value!r}.")
+    raise invalid_value(key, f"'{key}' must be true or false, got {shown(value)}.")
 
 
 def parse_float(key: str, value: str | None, default: float, *, low: float, high: float) -> float:
     if value is None or value.strip() == "":
         return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise invalid_value(key, f"'{key}' must be a number, got {value!r}.") from None
+    text = value.strip()
+    if len(text) > MAX_NUMBER_CHARS or not _NUMBER.fullmatch(text):
+        raise invalid_value(key, f"'{key}' must be a number, got {shown(value)}.")
+    number = float(text)
     if not low <= number <= high:
         raise invalid_value(key, f"'{key}' must be between {low:g} and {high:g}, got {number:g}.")
     return number
@@ -111,7 +140,7 @@ def _speaker_count(fields: Fields, key: str) -> int | None:
         return None
     value = parse_float(key, raw, 0, low=1, high=MAX_SPEAKERS)
     if value != int(value):
-        raise invalid_value(key, f"'{key}' must be a whole number, got {raw!r}.")
+        raise invalid_value(key, f"'{key}' must be a whole number, got {shown(raw)}.")
     return int(value)
 
 
@@ -126,6 +155,8 @@ def _required_text(fields: Fields, key: str) -> str:
     value = fields.text(key)
     if value is None or not value.strip():
         raise APIError(400, f"Missing required parameter: '{key}'.", code="missing_required_parameter", param=key)
+    if len(value.strip()) > MAX_NAME_CHARS:
+        raise invalid_value(key, f"'{key}' is too long: at most {MAX_NAME_CHARS} characters.")
     return value.strip()
 
 
@@ -141,7 +172,9 @@ def _response_format(fields: Fields, allowed: Iterable[ResponseFormat]) -> Respo
     if fmt is None or fmt not in allowed:
         names = ", ".join(f.value for f in allowed)
         raise invalid_value(
-            "response_format", f"Unsupported response_format {raw!r}; use one of: {names}.", code="unsupported_value"
+            "response_format",
+            f"Unsupported response_format {shown(raw)}; use one of: {names}.",
+            code="unsupported_value",
         )
     return fmt
 
@@ -153,7 +186,9 @@ def _language(fields: Fields) -> str | None:
     code = normalize_language(raw)
     if code is None:
         raise invalid_value(
-            "language", f"Unsupported language {raw!r}; use an ISO-639-1 code such as 'en'.", code="unsupported_value"
+            "language",
+            f"Unsupported language {shown(raw)}; use an ISO-639-1 code such as 'en'.",
+            code="unsupported_value",
         )
     return code
 
@@ -167,12 +202,7 @@ def _chunking(fields: Fields) -> ChunkingStrategy | None:
             return None
         if stripped == "auto":
             return ChunkingStrategy(type="auto")
-        try:
-            parsed = json.loads(stripped)
-        except json.JSONDecodeError:
-            raise invalid_value(
-                "chunking_strategy", "chunking_strategy must be 'auto' or a server_vad object."
-            ) from None
+        parsed = load_json("chunking_strategy", stripped)
         if parsed == "auto":
             return ChunkingStrategy(type="auto")
         if not isinstance(parsed, dict):
@@ -180,10 +210,10 @@ def _chunking(fields: Fields) -> ChunkingStrategy | None:
         obj = parsed
     if obj is None:
         return None
-    kind = str(obj.get("type", "server_vad"))
+    kind = obj.get("type", "server_vad")
     if kind not in ("server_vad", "auto"):
         raise invalid_value(
-            "chunking_strategy.type", f"Unsupported chunking_strategy type {kind!r}.", code="unsupported_value"
+            "chunking_strategy.type", f"Unsupported chunking_strategy type {shown(kind)}.", code="unsupported_value"
         )
     defaults = ServerVad()
     vad = ServerVad(
@@ -196,7 +226,12 @@ def _chunking(fields: Fields) -> ChunkingStrategy | None:
 
 def _object_float(obj: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
     value = obj.get(key)
-    return parse_float(f"chunking_strategy.{key}", None if value is None else str(value), default, low=low, high=high)
+    param = f"chunking_strategy.{key}"
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise invalid_value(param, f"'{param}' must be a number, got {shown(value)}.")
+    return parse_float(param, value if isinstance(value, str) else repr(value), default, low=low, high=high)
 
 
 def _known_speakers(fields: Fields) -> tuple[KnownSpeaker, ...]:
@@ -216,6 +251,10 @@ def _known_speakers(fields: Fields) -> tuple[KnownSpeaker, ...]:
     for index, (name, reference) in enumerate(zip(names, references, strict=True)):
         if not name.strip():
             raise invalid_value("known_speaker_names", f"known_speaker_names[{index}] is empty.")
+        if len(name.strip()) > MAX_NAME_CHARS:
+            raise invalid_value(
+                "known_speaker_names", f"known_speaker_names[{index}] is longer than {MAX_NAME_CHARS} characters."
+            )
         speakers.append(KnownSpeaker(name=name.strip(), reference=_data_url_bytes(reference, index)))
     return tuple(speakers)
 
@@ -231,6 +270,13 @@ def _data_url_bytes(url: str, index: int) -> bytes:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_value(param, f"known_speaker_references[{index}] is not valid base64.") from None
+
+
+def _prompt(fields: Fields) -> str | None:
+    prompt = fields.text("prompt")
+    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
+        raise invalid_value("prompt", f"'prompt' is too long: at most {MAX_PROMPT_CHARS} characters.")
+    return prompt or None
 
 
 async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) -> AudioRequest:
@@ -249,7 +295,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     if unknown:
         raise invalid_value(
             "timestamp_granularities",
-            f"Unsupported timestamp granularity {sorted(unknown)[0]!r}; use 'segment' and/or 'word'.",
+            f"Unsupported timestamp granularity {shown(sorted(unknown)[0])}; use 'segment' and/or 'word'.",
             code="unsupported_value",
         )
     if "word" in granularities and response_format is not ResponseFormat.VERBOSE_JSON:
@@ -260,7 +306,9 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     include = set(fields.texts("include"))
     if include - {"logprobs"}:
         raise invalid_value(
-            "include", f"Unsupported include value {sorted(include - {'logprobs'})[0]!r}.", code="unsupported_value"
+            "include",
+            f"Unsupported include value {shown(sorted(include - {'logprobs'})[0])}.",
+            code="unsupported_value",
         )
     logprobs = "logprobs" in include
     if logprobs and response_format is not ResponseFormat.JSON:
@@ -283,7 +331,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         model=model,
         response_format=response_format,
         language=None if translate else _language(fields),
-        prompt=fields.text("prompt") or None,
+        prompt=_prompt(fields),
         temperature=parse_float("temperature", fields.text("temperature"), 0.0, low=0.0, high=1.0),
         word_timestamps="word" in granularities,
         segment_timestamps="segment" in granularities or not explicit_granularities,

@@ -477,3 +477,59 @@ def test_file_at_limit_is_accepted() -> None:
 def test_empty_file() -> None:
     error = refuse(file=b"")
     assert (error.status, error.param) == (400, "file")
+
+
+# --- hostile input: every field answers 400 with its param, never a crash ------------------
+
+DEEP_JSON = "[" * 10_000 + "]" * 10_000  # 20 kB, deeper than Python's recursion limit
+HUGE_NUMBER = "9" * 5_000  # past Python's integer-string digit limit
+
+
+@pytest.mark.parametrize(
+    ("items", "param"),
+    [
+        ((("chunking_strategy", DEEP_JSON),), "chunking_strategy"),
+        ((("chunking_strategy", '{"type": "server_vad", "threshold": ' + HUGE_NUMBER + "}"),), "chunking_strategy"),
+        ((("chunking_strategy[silence_duration_ms]", HUGE_NUMBER),), "chunking_strategy.silence_duration_ms"),
+        ((("chunking_strategy", '{"type": ' + DEEP_JSON[:2000] + "}"),), "chunking_strategy"),
+        ((("chunking_strategy", '{"type": "server_vad", "threshold": [0.5]}'),), "chunking_strategy.threshold"),
+        ((("chunking_strategy", '{"type": "server_vad", "threshold": true}'),), "chunking_strategy.threshold"),
+        ((("chunking_strategy[threshold]", "٠٫٥"),), "chunking_strategy.threshold"),
+        ((("temperature", "٠"),), "temperature"),  # Arabic-Indic zero: float() would take it
+        ((("temperature", "0_0"),), "temperature"),
+        ((("temperature", HUGE_NUMBER),), "temperature"),
+        ((("temperature", "nan"),), "temperature"),
+        ((("temperature", "infinity"),), "temperature"),
+        ((("num_speakers", "²"),), "num_speakers"),
+        ((("num_speakers", HUGE_NUMBER),), "num_speakers"),
+        ((("include[]", "[" + '["logprobs"],' * 3 + '"x"]'),), "include"),
+        ((("include[]", DEEP_JSON),), "include"),
+        ((("timestamp_granularities[]", "x" * 100_000),), "timestamp_granularities"),
+        ((("prompt", "p" * 70_000),), "prompt"),
+        ((("language", "x" * 100_000),), "language"),
+        ((("response_format", "x" * 100_000),), "response_format"),
+        ((("stream", "x" * 100_000),), "stream"),
+    ],
+)
+def test_hostile_values_get_400_with_param(items: tuple[Item, ...], param: str) -> None:
+    error = refuse(*items)
+    assert (error.status, error.param) == (400, param)
+    assert len(error.message) < 300  # never echoes the whole input
+
+
+def test_over_long_model_name_is_refused_without_echo() -> None:
+    error = refuse(model="m" * 100_000)
+    assert (error.status, error.param) == (400, "model")
+    assert len(error.message) < 300
+
+
+def test_over_long_speaker_name_is_refused() -> None:
+    reference = "data:audio/wav;base64," + base64.b64encode(b"x").decode()
+    error = refuse(("known_speaker_names[]", "n" * 1_000), ("known_speaker_references[]", reference))
+    assert (error.status, error.param) == (400, "known_speaker_names")
+
+
+def test_plain_ascii_numbers_still_parse() -> None:
+    request = parse(("temperature", " 0.25 "), ("chunking_strategy", '{"type": "server_vad", "threshold": 1e-1}'))
+    assert request.temperature == 0.25
+    assert request.chunking is not None and request.chunking.vad.threshold == pytest.approx(0.1)
