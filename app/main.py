@@ -18,7 +18,7 @@ from app.accounting.metrics import Metrics
 from app.accounting.quotas import KeyQuotas
 from app.api.auth import Authenticator, KeyFile
 from app.api.errors import install_error_handlers
-from app.api.middleware import RequestContextMiddleware
+from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
 from app.api.routes import admin, api, public
 from app.serving.factory import Loader, build_service
@@ -115,9 +115,12 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(admin)
     app.include_router(public)
-    app.add_middleware(
-        RequestContextMiddleware,
-        max_body_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES + settings.max_form_field_bytes,
+    limits = BodyLimits(
+        max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES + settings.max_form_field_bytes,
         upload_limit=settings.max_upload_bytes,
+        idle_timeout=settings.body_idle_timeout_seconds,
+        min_rate=settings.min_upload_bytes_per_second,
+        grace=settings.upload_rate_grace_seconds,
     )
+    app.add_middleware(RequestContextMiddleware, limits=limits)
     return app

@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     max_form_field_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest non-file form field (e.g. a known-speaker data URL)."
     )
+    body_idle_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for the next piece of a request body; then 408."
+    )
+    min_upload_bytes_per_second: float = Field(
+        16_384,
+        ge=0,
+        description="Slowest average upload accepted once the grace period has passed; slower gets 408. "
+        "The default lets a 25 MiB upload take 26 minutes.",
+    )
+    upload_rate_grace_seconds: float = Field(
+        10.0, ge=0, description="How long an upload may start slowly before its average rate is checked."
+    )
     max_audio_seconds: float = Field(
         3 * 3600, gt=0, description="Longest accepted audio, checked before transcription starts."
     )

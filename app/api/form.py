@@ -13,6 +13,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.api.errors import APIError, invalid_value
 from app.api.languages import normalize_language
+from app.api.middleware import body_too_large
 from app.serving.protocol import (
     TRANSLATION_FORMATS,
     AudioRequest,
@@ -317,12 +318,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     num_speakers, min_speakers, max_speakers = (None, None, None) if translate else _speaker_counts(fields)
     data = await upload.read()
     if len(data) > max_upload_bytes:
-        raise APIError(
-            413,
-            f"Request body too large: the maximum upload size is {max_upload_bytes} bytes.",
-            code="request_too_large",
-            param="file",
-        )
+        raise body_too_large(max_upload_bytes)
     if not data:
         raise invalid_value("file", "The audio file is empty.")
     return AudioRequest(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import select
 import socket
 import subprocess
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +22,9 @@ from tests.server import RunningServer, default_test_config, run_server
 
 UPLOAD_LIMIT = 200_000
 AUDIO_LIMIT_S = 20
+MIN_RATE = 20_000  # bytes per second
+GRACE_S = 2.0
+IDLE_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +33,9 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
     config = default_test_config() | {
         "max_upload_bytes": UPLOAD_LIMIT,
         "max_audio_seconds": AUDIO_LIMIT_S,
+        "min_upload_bytes_per_second": MIN_RATE,
+        "upload_rate_grace_seconds": GRACE_S,
+        "body_idle_timeout_seconds": IDLE_S,
         "preload_models": [],
         "models": {"tiny.en": {"source": "embedded:tiny.en"}},
         "aliases": {"whisper-1": {"model": "tiny.en", "usage": "duration"}},
@@ -297,3 +306,63 @@ def test_header_that_understates_the_length_is_caught_up_front(limited: RunningS
     assert len(lying) < UPLOAD_LIMIT
     response = _post(limited, files={"file": ("a.mp3", lying)}, data={"model": "whisper-1"})
     _assert_envelope(response, 400, code="audio_too_long", param="file")
+
+
+def _drip(
+    server: RunningServer, body: bytes, *, chunk: int, pause: float, give_up: float = 40.0
+) -> tuple[bytes, float]:
+    """Send ``body`` ``chunk`` bytes at a time with ``pause`` between; return the answer and when it came."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Bearer {server.api_key}\r\n"
+        f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode())
+        sent = 0
+        while time.monotonic() - started < give_up:
+            if sent < len(body):
+                with contextlib.suppress(OSError):  # the server may close its side once it has answered
+                    sock.sendall(body[sent : sent + chunk])
+                sent += chunk
+            readable, _, _ = select.select([sock], [], [], pause)
+            if readable:
+                while b"\r\n\r\n" not in answer:
+                    part = sock.recv(65536)
+                    if not part:
+                        break
+                    answer += part
+                return answer, time.monotonic() - started
+    return answer, time.monotonic() - started
+
+
+def _multipart(audio: bytes) -> bytes:
+    return (
+        b'--x\r\nContent-Disposition: form-data; name="model"\r\n\r\nwhisper-1\r\n'
+        b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        b"Content-Type: audio/wav\r\n\r\n" + audio + b"\r\n--x--\r\n"
+    )
+
+
+def test_slow_drip_upload_gets_408(limited: RunningServer) -> None:
+    """1 KB/s is far below the minimum rate: refused with 408 soon after the grace period."""
+    answer, seconds = _drip(limited, _multipart(_wav_bytes(60_000)), chunk=1024, pause=1.0)
+    assert b" 408 " in answer.split(b"\r\n", 1)[0] + b" ", answer[:200]
+    assert b'"request_timeout"' in answer or b"request_timeout" in answer
+    assert seconds < GRACE_S + 10
+
+
+def test_stalled_upload_gets_408(limited: RunningServer) -> None:
+    """A body that stops arriving is refused after the idle timeout."""
+    answer, seconds = _drip(limited, _multipart(_wav_bytes(60_000)), chunk=4096, pause=IDLE_S + 5, give_up=IDLE_S + 5)
+    assert b" 408 " in answer.split(b"\r\n", 1)[0] + b" ", answer[:200]
+    assert seconds < IDLE_S + 5
+
+
+def test_honest_slow_upload_is_accepted(limited: RunningServer) -> None:
+    """Above the minimum rate (here 2.5× it) a slow upload runs to its end and is transcribed."""
+    answer, _ = _drip(limited, _multipart(_wav_bytes(80_000)), chunk=10_000, pause=0.2)
+    assert b" 200 " in answer.split(b"\r\n", 1)[0] + b" ", answer[:300]
