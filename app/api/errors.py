@@ -74,6 +74,8 @@ def to_api_error(exc: BaseException) -> APIError:
     """The one place where domain and engine failures become OpenAI-shaped answers; anything else is a 500."""
     if isinstance(exc, APIError):
         return exc
+    if isinstance(exc, StarletteHTTPException):
+        return _from_http_exception(exc)
     if isinstance(exc, InvalidInput):
         return invalid_value(exc.param, exc.message, code=exc.code)
     if isinstance(exc, ModelNotFound):
@@ -109,6 +111,18 @@ def _respond(error: APIError) -> JSONResponse:
 _STATUS_TYPES = {401: "invalid_request_error", 404: "invalid_request_error", 405: "invalid_request_error"}
 
 
+def _from_http_exception(exc: StarletteHTTPException) -> APIError:
+    """The framework's own errors (404, 405, a malformed multipart body's 400) in the envelope."""
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return APIError(
+        exc.status_code,
+        str(exc.detail),
+        type="server_error" if exc.status_code >= 500 else _STATUS_TYPES.get(exc.status_code, "invalid_request_error"),
+        code=code,
+        headers=dict(exc.headers or {}),
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -124,17 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        error = APIError(
-            exc.status_code,
-            str(exc.detail),
-            type="server_error"
-            if exc.status_code >= 500
-            else _STATUS_TYPES.get(exc.status_code, "invalid_request_error"),
-            code=code,
-            headers=dict(exc.headers or {}),
-        )
-        return _respond(error)
+        return _respond(_from_http_exception(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
