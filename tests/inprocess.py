@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import numpy as np
 import numpy.typing as npt
 import openai
@@ -104,7 +104,7 @@ class FakeLoader:
 class InProcess:
     app: FastAPI
     client: openai.AsyncOpenAI
-    http: httpx.AsyncClient
+    http: httpx2.AsyncClient
     key: str
     loader: FakeLoader
 
@@ -131,7 +131,7 @@ async def in_process(data_dir: Path, loader: FakeLoader | None = None, **overrid
     loader = loader or FakeLoader()
     app = create_app(fake_settings(data_dir, key, **overrides), loader=loader)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://in-process", timeout=60) as http:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://in-process", timeout=60) as http:
             client = openai.AsyncOpenAI(base_url="http://in-process/v1", api_key=key, http_client=http, max_retries=0)
             yield InProcess(app, client, http, key, loader)

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import openai
 import pytest
+from starlette.types import Message
 
 from app.accounting.request_record import RequestRecord
 from app.api.routes import _stream
@@ -18,6 +19,7 @@ from app.serving.deadline import Deadline
 from app.serving.errors import ClientGone
 from app.serving.service import TranscriptionService
 from app.settings import Settings
+from tests.audio import SYNTH_SENTENCE, espeak
 from tests.inprocess import FAKE_TEXT, FakeEngine, FakeLoader, InProcess, in_process
 
 pytestmark = pytest.mark.anyio
@@ -59,8 +61,6 @@ def _metric(setup: InProcess, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    from tests.audio import SYNTH_SENTENCE, espeak
-
     return espeak(tmp_path_factory.mktemp("speech") / "speech.wav", SYNTH_SENTENCE).read_bytes()
 
 
@@ -148,10 +148,10 @@ async def test_a_stream_torn_down_before_its_first_frame_releases_everything(tmp
         record = RequestRecord(setup.app.state.metrics, endpoint="transcribe", key_name="test", model="whisper-1")
         response = _stream(job, record, settings)
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             raise OSError("the client went away")
 
         with pytest.raises(BaseException):  # noqa: B017 - whatever the transport raises is not the point
