@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from engines.audio import Samples
 from engines.diarization.speakers import name_speakers
 from engines.diarization.types import DiarizationOptions, Diarizer, Embedding, SpeakerTurn
+from engines.errors import DecodingCancelled
 from engines.longform import LongFormRun
 from engines.types import Segment, TranscriptInfo, Word
+
+# How often a wait for the diarizer looks at the request's cancel flag.
+CANCEL_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -104,12 +109,22 @@ class DiarizedRun:
             for segment in self.run.segments():
                 pending.append(segment)
                 if turns_future.done():
-                    yield from self._split(pending, turns_future.result())
+                    yield from self._split(pending, self._wait(turns_future))
                     pending.clear()
-            yield from self._split(pending, turns_future.result())
+            yield from self._split(pending, self._wait(turns_future))
         finally:
             # On cancellation do not wait for a diarizer that cannot be interrupted mid-way.
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _wait(self, turns: Future[list[SpeakerTurn]]) -> list[SpeakerTurn]:
+        """The diarizer's turns, unless the request is cancelled first (then within one poll)."""
+        while True:
+            try:
+                return turns.result(timeout=CANCEL_POLL_SECONDS)
+            except FutureTimeout:
+                cancel = self.run.cancel
+                if cancel is not None and cancel.is_set():
+                    raise DecodingCancelled("diarization was cancelled") from None
 
     def _split(self, segments: list[Segment], turns: list[SpeakerTurn]) -> Iterator[SpeakerSegment]:
         for segment in segments:
