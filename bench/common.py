@@ -3,19 +3,19 @@ tables, and what the machine was doing."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import re
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import wave
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from app.settings import PROJECT_ROOT, Settings
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.types import Transcriber
 from engines.whisper import WhisperEngine
+from tests.server import free_port, server_process
 
 SHORT_FILE = "en_osr_harvard72_8k.wav"
 LONG_FILE = "long_5min.wav"
@@ -45,6 +46,18 @@ _LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
 
 class BenchError(RuntimeError):
     """A problem that stops the benchmark with a clear message (no traceback)."""
+
+
+def bench_main(
+    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: Sequence[str] | None
+) -> int:
+    """Every benchmark's entry point: parse the arguments, run, and report a BenchError without a traceback."""
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
 
 
 def audio_dir() -> Path:
@@ -292,12 +305,6 @@ def whisper_engine(engine: Transcriber) -> WhisperEngine:
     return engine
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Server:
     """The real server, started as `python -m app serve` in a subprocess."""
@@ -317,39 +324,15 @@ def run_server(
     """Start the server unauthenticated on 127.0.0.1 and a free port, with ``preload`` loaded before it answers."""
     port = free_port()
     child_env = {
-        **os.environ,
         "STT_ALLOW_UNAUTHENTICATED": "true",
-        "STT_KEYS_FILE": str(workdir / "keys.json"),
+        "STT_DATA_DIR": str(workdir),
         "STT_PRELOAD_MODELS": json.dumps([preload]),
-        "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    log_path = workdir / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "app",
-        "--config",
-        str(config),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=child_env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, log_path)
-    try:
+    with server_process(config, port, workdir / "server.log", child_env) as process:
+        server = Server(f"http://127.0.0.1:{port}", process, workdir / "server.log")
         _wait_until_up(server, startup_timeout)
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_until_up(server: Server, timeout: float) -> None:

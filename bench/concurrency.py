@@ -45,6 +45,7 @@ from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     BenchError,
     audio_dir,
+    bench_main,
     busy_warning,
     git_commit,
     load_average,
@@ -1015,12 +1016,7 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

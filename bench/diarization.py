@@ -25,6 +25,7 @@ from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
 from bench.common import (
     BenchError,
     Timings,
+    bench_main,
     busy_warning,
     git_commit,
     load_average,
@@ -585,12 +586,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from bench.common import (
     BenchError,
     BenchFile,
     audio_dir,
+    bench_main,
     build_long_file,
     busy_warning,
     encode_mp3,
@@ -824,12 +825,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextmanager
+def server_process(
+    config: Path, port: int, log_path: Path, env: Mapping[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m app serve` on 127.0.0.1:``port`` with ``env`` added, its output in ``log_path``; stopped on exit.
+
+    The one way tests and benchmarks start the real server; each waits for what it needs itself.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "app",
+        "--config",
+        str(config),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def default_test_config() -> dict[str, object]:
     return {
         "models": {"base": {"source": "embedded:base"}, "tiny.en": {"source": "embedded:tiny.en"}},
@@ -73,8 +112,7 @@ def run_server(
     api_key, admin_key = new_secret(), new_secret()
     port = free_port()
     child_env = {
-        **os.environ,
-        "STT_KEYS_FILE": str(workdir / "keys.json"),
+        "STT_DATA_DIR": str(workdir),
         "STT_API_KEYS": json.dumps(
             [
                 {"name": "test", "sha256": hash_key(api_key)},
@@ -82,30 +120,13 @@ def run_server(
             ]
         ),
         "STT_MODEL_CACHE_DIR": str(MODEL_CACHE),
-        "STT_LEDGER_URL": f"sqlite:///{workdir / 'usage.db'}",
-        "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
     log_path = workdir / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app", "--config", str(config_path), "serve", "--port", str(port)],
-            cwd=PROJECT_ROOT,
-            env=child_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = RunningServer(f"http://127.0.0.1:{port}", api_key, admin_key, process, log_path)
-    try:
+    with server_process(config_path, port, log_path, child_env) as process:
+        server = RunningServer(f"http://127.0.0.1:{port}", api_key, admin_key, process, log_path)
         _wait_until_up(server, startup_timeout)
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_until_up(server: RunningServer, timeout: float) -> None:

@@ -89,26 +89,27 @@ def format_timestamp(seconds: float, *, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
 
 
-def _cues(segments: list[Segment]) -> list[tuple[float, float, str]]:
-    cues = []
-    for segment in segments:
-        text = segment.text.strip()
-        if text:
-            cues.append((segment.start, max(segment.start, segment.end), text))
-    return cues
+def cue_times(start: float, end: float, *, decimal: str) -> str:
+    """A cue's time line; a cue never ends before it starts (Whisper can report such segments)."""
+    return f"{format_timestamp(start, decimal=decimal)} --> {format_timestamp(max(start, end), decimal=decimal)}"
 
 
-def srt(segments: list[Segment]) -> str:
-    blocks = [
-        f"{n}\n{format_timestamp(start, decimal=',')} --> {format_timestamp(end, decimal=',')}\n{text}\n"
-        for n, (start, end, text) in enumerate(_cues(segments), start=1)
-    ]
+def srt_document(cues: list[tuple[float, float, str]]) -> str:
+    """Numbered SRT cues from (start, end, text); empty texts are left out."""
+    kept = [(start, end, text) for start, end, text in cues if text]
+    blocks = [f"{n}\n{cue_times(s, e, decimal=',')}\n{text}\n" for n, (s, e, text) in enumerate(kept, start=1)]
     return "\n".join(blocks)
 
 
-def vtt(segments: list[Segment]) -> str:
-    blocks = [
-        f"{format_timestamp(start, decimal='.')} --> {format_timestamp(end, decimal='.')}\n{text}\n"
-        for start, end, text in _cues(segments)
-    ]
+def vtt_document(cues: list[tuple[float, float, str]]) -> str:
+    """A WebVTT document from (start, end, text); empty texts are left out."""
+    blocks = [f"{cue_times(s, e, decimal='.')}\n{text}\n" for s, e, text in cues if text]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def srt(segments: list[Segment]) -> str:
+    return srt_document([(s.start, s.end, s.text.strip()) for s in segments])
+
+
+def vtt(segments: list[Segment]) -> str:
+    return vtt_document([(s.start, s.end, s.text.strip()) for s in segments])

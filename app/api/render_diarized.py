@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.openai_usage import usage_for
-from app.api.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, format_timestamp, json_response
+from app.api.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, json_response, srt_document, vtt_document
 from app.serving.protocol import AudioRequest, Rendered, ResponseFormat
 from app.settings import UsageKind
 from engines.diarized import DiarizedTranscript, SpeakerSegment
@@ -32,16 +32,14 @@ def diarized_json(transcript: DiarizedTranscript, usage_kind: UsageKind) -> dict
     }
 
 
-def _cues(transcript: DiarizedTranscript, decimal: str, voice: bool) -> list[str]:
+def _cues(transcript: DiarizedTranscript, voice: bool) -> list[tuple[float, float, str]]:
+    """Each segment's text marked with its speaker: a WebVTT voice tag, or "A: " in SRT."""
     cues = []
     for segment in transcript.segments:
         text = segment.text.strip()
-        if not text:
-            continue
-        times = (
-            f"{format_timestamp(segment.start, decimal=decimal)} --> {format_timestamp(segment.end, decimal=decimal)}"
-        )
-        cues.append(f"{times}\n<v {segment.speaker}>{text}\n" if voice else f"{times}\n{segment.speaker}: {text}\n")
+        if text:
+            text = f"<v {segment.speaker}>{text}" if voice else f"{segment.speaker}: {text}"
+        cues.append((segment.start, segment.end, text))
     return cues
 
 
@@ -50,10 +48,9 @@ def render_diarized(transcript: DiarizedTranscript, request: AudioRequest, usage
     if fmt is ResponseFormat.TEXT:
         return Rendered((transcript.text + "\n").encode(), TEXT_TYPE)
     if fmt is ResponseFormat.SRT:
-        cues = _cues(transcript, ",", voice=False)
-        return Rendered("\n".join(f"{n}\n{cue}" for n, cue in enumerate(cues, start=1)).encode(), TEXT_TYPE)
+        return Rendered(srt_document(_cues(transcript, voice=False)).encode(), TEXT_TYPE)
     if fmt is ResponseFormat.VTT:
-        return Rendered(("WEBVTT\n\n" + "\n".join(_cues(transcript, ".", voice=True))).encode(), VTT_TYPE)
+        return Rendered(vtt_document(_cues(transcript, voice=True)).encode(), VTT_TYPE)
     if fmt is ResponseFormat.DIARIZED_JSON:
         return json_response(diarized_json(transcript, usage_kind))
     return json_response({"text": transcript.text, "usage": usage_for(usage_kind, transcript)})

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from app.api.render import JSON_TYPE, TEXT_TYPE, format_timestamp, render, srt, vtt
+from app.api.render_diarized import render_diarized
 from app.serving.protocol import AudioRequest, ResponseFormat
 from app.settings import UsageKind
+from engines.diarized import DiarizedTranscript, SpeakerSegment
 from engines.types import Segment, TokenLogprob, Transcript, TranscriptInfo, Word
 
 SEGMENT_KEYS = {
@@ -168,6 +170,16 @@ def test_end_before_start_is_clamped() -> None:
     segments = [segment(0, 5.0, 4.2, " Backwards.")]
     assert "00:00:05,000 --> 00:00:05,000" in srt(segments)
     assert "00:00:05.000 --> 00:00:05.000" in vtt(segments)
+
+
+def test_speaker_cues_are_clamped_and_named_like_plain_ones() -> None:
+    info = transcript().info
+    pieces = [SpeakerSegment("seg_0", 5.0, 4.2, " Backwards.", "A", 2), SpeakerSegment("seg_1", 6.0, 7.0, " ", "B", 0)]
+    diarized = DiarizedTranscript(info, pieces)
+    srt_body = render_diarized(diarized, request(ResponseFormat.SRT), "tokens").body.decode()
+    vtt_body = render_diarized(diarized, request(ResponseFormat.VTT), "tokens").body.decode()
+    assert srt_body == "1\n00:00:05,000 --> 00:00:05,000\nA: Backwards.\n"
+    assert vtt_body == "WEBVTT\n\n00:00:05.000 --> 00:00:05.000\n<v A>Backwards.\n"
 
 
 def test_no_segments() -> None:
