@@ -23,11 +23,6 @@ from sqlalchemy.pool import StaticPool
 TABLE_NAME = "usage_events"
 
 
-def sqlite_url(path: Path | str) -> str:
-    """The ledger URL of an SQLite file (absolute paths give the four-slash form)."""
-    return f"sqlite:///{Path(path).expanduser().resolve()}"
-
-
 def as_utc(moment: datetime) -> datetime:
     """``moment`` as an aware UTC datetime; a naive one is taken to be UTC already."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

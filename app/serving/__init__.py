@@ -1,0 +1,1 @@
+"""Serving: one pipeline per request (admission, audio, model lease, job), raising domain errors only."""

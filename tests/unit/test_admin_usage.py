@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url
+from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger
 from app.accounting.usage_report import parse_since, totals_as_dicts, totals_table, usage_command
+from tests.ledger_urls import sqlite_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

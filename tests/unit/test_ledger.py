@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, sqlite_url, usage_events
+from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, usage_events
+from tests.ledger_urls import sqlite_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 POSTGRES_URL_VAR = "STT_TEST_POSTGRES_URL"

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.accounting.ledger import UsageEvent, UsageLedger, sqlite_url
+from app.accounting.ledger import UsageEvent, UsageLedger
 from app.accounting.quotas import KeyQuotas
 from app.api.errors import APIError, to_api_error
 from app.serving.errors import RateLimited
 from app.settings import KeyLimitConfig
+from tests.ledger_urls import sqlite_url
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

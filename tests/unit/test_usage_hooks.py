@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.accounting.ledger import KeyTotals, UsageLedger, sqlite_url
+from app.accounting.ledger import KeyTotals, UsageLedger
 from app.accounting.ledger_hooks import LedgerHooks, usage_event
 from app.accounting.metrics import Metrics
 from app.accounting.quotas import KeyQuotas
@@ -16,6 +16,7 @@ from app.api.errors import to_api_error
 from app.serving.errors import RateLimited
 from app.settings import KeyLimitConfig
 from engines.types import Segment, Transcript, TranscriptInfo
+from tests.ledger_urls import sqlite_url
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible web layer: parsing, auth, rendering, SSE, errors, routes."""
