@@ -1,1 +1,1 @@
-"""The OpenAI-compatible web layer: parsing, auth, rendering, errors, routes."""
+"""The server: the HTTP api, the serving pipeline, accounting, settings and the command line."""
