@@ -264,3 +264,25 @@ def test_invalid_env_value(tmp_path: Path, clean_env: pytest.MonkeyPatch) -> Non
     clean_env.setenv("STT_MAX_UPLOAD_BYTES", "0")
     with pytest.raises(ValidationError):
         load_settings(write(tmp_path, BASE_YAML))
+
+
+def test_an_upload_is_opened_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its length is known from demuxing, and decoding reuses the same container."""
+    import av
+
+    from engines import audio as audio_module
+
+    opened: list[object] = []
+    real_open = av.open
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        opened.append(args)
+        return real_open(*args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(av, "open", counting_open)
+    upload = audio_module.AudioFile(wav_bytes(3.0), max_duration=10)
+    assert upload.duration == pytest.approx(3.0, abs=0.01)
+    blocks = list(upload.blocks(1.0))
+    upload.close()
+    assert [b.size for b in blocks] == [SAMPLE_RATE] * 3
+    assert len(opened) == 1
