@@ -133,20 +133,14 @@ run_container() {
 }
 
 wait_ready() {
-  "$PYTHON" - "$URL" <<'PY' || { show_logs; fail "the server did not become ready"; }
-import sys, time, urllib.request
-
-deadline = time.monotonic() + 300
-while time.monotonic() < deadline:
-    try:
-        with urllib.request.urlopen(sys.argv[1] + "/ready", timeout=3) as answer:
-            if answer.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.5)
-sys.exit(1)
-PY
+  local deadline=$((SECONDS + 300))
+  until "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/ready", timeout=3)' \
+    "$URL" 2>/dev/null; do
+    [[ $("${PODMAN[@]}" inspect --format '{{.State.Running}}' "$NAME") == true ]] ||
+      { show_logs; fail "the container stopped before it was ready"; }
+    ((SECONDS < deadline)) || { show_logs; fail "the server was not ready within 300 s"; }
+    sleep 0.5
+  done
 }
 
 transcribe() {  # KEY: one transcription through the OpenAI SDK
