@@ -25,8 +25,8 @@
 # Build args, besides the two base images (all used by the build only):
 #   TORCH_INDEX_URL  extra package index for torch; empty: PyPI only
 #   PIP_CERT         CA bundle for pip, e.g. behind a TLS-inspecting proxy. Pass the file as a build
-#                    secret, so that it never lands in a layer:
-#                    --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt --build-arg PIP_CERT=/run/secrets/pip_cert
+#                    secret, so that it never lands in a layer: --build-arg PIP_CERT=/run/secrets/pip_cert
+#                    --secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt
 #   PIP_FIND_LINKS   a folder (or URL) of local wheels for pip
 # scripts/container_test.sh builds and runs the cpu image end to end. See deploy/README.md.
 
