@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Lint the deployment files: Dockerfile (hadolint), all deployment YAML (yamllint), the Compose
-# file (Compose specification schema, plus `docker compose config` where the plugin exists),
-# the Kubernetes manifests (kubernetes-validate, offline schemas, strict), and that every server
-# config, including the one inside the ConfigMap, loads with app.settings.
+# Lint the deployment files: Dockerfile (hadolint, and that its cpu and gpu stages differ only as
+# documented), all deployment YAML (yamllint), the Compose file (Compose specification schema, plus
+# `docker compose config` where the plugin exists), the Kubernetes manifests (kubernetes-validate,
+# offline schemas, strict), and that every server config, including the one inside the ConfigMap,
+# loads with app.settings.
 # No Docker engine, cluster or network is needed. Installs the linters into .venv when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ K8S_FILES=(deploy/kubernetes/*.yaml)
 
 echo "== hadolint Dockerfile"
 .venv/bin/hadolint --config .hadolint.yaml Dockerfile
+
+echo "== Dockerfile: cpu and gpu stages differ only as documented"
+.venv/bin/python scripts/check_image_flavours.py Dockerfile
 
 echo "== yamllint"
 .venv/bin/yamllint --strict -c .yamllint.yaml \
