@@ -16,6 +16,7 @@ from faster_whisper.transcribe import Segment as FwSegment
 
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, EngineError
+from engines.fallback import WindowDecoder
 from engines.token_bytes import token_bytes
 from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
 
@@ -56,6 +57,10 @@ class _Recorder:
         del self.generations[:-16]  # only the current window's fallbacks are ever looked up
         return results
 
+    def record(self, encoder_output: Any, prompt: list[int], sequence: list[int]) -> None:
+        """Keep a result whose tokens the fallback rewrote, so its segments can still be scored."""
+        self.generations.append(_Generation(encoder_output, list(prompt), list(sequence)))
+
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise DecodingCancelled("decoding was cancelled")
@@ -92,6 +97,8 @@ class WhisperEngine:
         recorder = _Recorder(self.model.model, cancel)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
+        # Deterministic re-decodes instead of sampled ones, and loop checks (engines/fallback.py).
+        WindowDecoder.install(model, fallback_on_low_confidence=len(options.temperatures) > 1, record=recorder.record)
         fw_segments, fw_info = model.transcribe(
             audio,
             language=options.language,

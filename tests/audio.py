@@ -56,7 +56,7 @@ def convert(source: Path, target: Path, *extra: str) -> Path:
 
 
 def sox(*args: str) -> None:
-    subprocess.run(["sox", *args], check=True)
+    subprocess.run(["sox", "-R", *args], check=True)  # -R: repeatable dither, so generated audio is the same every time
 
 
 LONG_TEXT = (

@@ -1,0 +1,262 @@
+"""Whisper's per-window fallback made deterministic: loops are cut, failed windows decoded again without sampling."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from engines.repetition import WindowCheck, check_window
+
+log = logging.getLogger(__name__)
+
+# A loop is cut only when what comes before it is worth keeping: enough words to align, and
+# enough audio that decoding moves on. Otherwise the window is decoded again.
+MIN_KEPT_TOKENS = 6
+MIN_PROGRESS_SECONDS = 1.0
+TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
+
+Record = Callable[[Any, list[int], list[int]], None]  # (encoder_output, prompt, sequence) of a rewritten result
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """A decoder result whose tokens were changed (a loop cut off, timestamps re-aligned)."""
+
+    sequences_ids: list[list[int]]
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One decode of a window (or its loop-free part) and what the checks said about it."""
+
+    result: Any  # ctranslate2 WhisperGenerationResult, or Rewritten
+    avg_logprob: float
+    temperature: float
+    check: WindowCheck
+    confident: bool
+    silent: bool
+    label: str
+
+    @property
+    def passes(self) -> bool:
+        return self.silent or (self.confident and not self.check.repetitive)
+
+
+class WindowDecoder:
+    """Stands in for ``WhisperModel.generate_with_fallback`` on one request's copy of the model.
+
+    faster-whisper decodes each 30-s window with beam search and, when the text is too repetitive
+    (compression ratio) or too unlikely (average log-prob), samples it again at rising
+    temperatures. CTranslate2 samples from a generator per worker thread, seeded once, when the
+    thread first samples: ``ctranslate2.set_random_seed`` changes nothing for a thread that has
+    sampled before, so it cannot seed a request, and the samples differ from one request to the
+    next. This replaces the schedule with deterministic steps, and also catches what the
+    compression ratio misses (a short looping phrase, a window that copies the previous text):
+
+    1. the requested decode: beam search at temperature 0 (or sampling at a requested temperature);
+    2. if the text ends in a loop (it repeats what was said before, to the end of the window),
+       the loop is cut off and what is kept re-timed from the audio (cross-attention alignment):
+       a loop follows timestamps that drifted from the audio, so decoding resumes after the last
+       word kept, where it really ends;
+    3. beam search without the previous text (the prompt that feeds most loops), then greedy
+       decoding without it, each cut the same way if it loops.
+
+    The first result that passes every check is kept; when none does, the most likely one among
+    those that do not repeat themselves, else among all, as Whisper does. Requests at temperature
+    0 fall back on low confidence too; a request for one temperature only when the text repeats.
+
+    ``install`` also wraps the copy's ``encode``, to learn how much of each window is audio rather
+    than padding: the alignment that re-times a cut loop must not place words in the padding.
+    """
+
+    def __init__(self, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> None:
+        self.model = model  # the request's WhisperModel copy
+        self.fallback_on_low_confidence = fallback_on_low_confidence
+        self.record = record
+        self._encode = model.encode
+        self._frames: int | None = None  # mel frames of audio in the window being decoded
+
+    @classmethod
+    def install(cls, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> WindowDecoder:
+        """Route ``model``'s (a per-request copy) window decoding through a new WindowDecoder."""
+        decoder = cls(model, fallback_on_low_confidence=fallback_on_low_confidence, record=record)
+        model.generate_with_fallback = decoder
+        model.encode = decoder.encode
+        return decoder
+
+    def encode(self, features: npt.NDArray[np.float32]) -> Any:
+        """Encode one window, noting where its audio ends (faster-whisper pads it with exact zeros)."""
+        audible = np.flatnonzero(np.abs(features).reshape(-1, features.shape[-1]).max(axis=0))
+        self._frames = int(audible[-1]) + 1 if audible.size else int(features.shape[-1])
+        return self._encode(features)
+
+    def __call__(
+        self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any
+    ) -> tuple[Any, float, float, float]:
+        """Same contract as faster-whisper's: (result, avg_logprob, temperature, compression_ratio)."""
+        previous = _previous_text(prompt, tokenizer)
+        bare = prompt[prompt.index(tokenizer.sot) :] if previous else prompt
+        plans: list[tuple[str, list[int], float, bool]] = [("requested", prompt, options.temperatures[0], False)]
+        if previous:
+            plans.append(("without previous text", bare, 0.0, False))
+        plans.append(("greedy without previous text", bare, 0.0, True))
+        attempts: list[Attempt] = []
+        chosen: Attempt | None = None
+        for index, (label, plan_prompt, temperature, greedy) in enumerate(plans):
+            attempt = self._decode(encoder_output, plan_prompt, tokenizer, options, temperature, greedy, label)
+            attempts.append(attempt)
+            loops = attempt.check.tail is not None and not attempt.check.copies_prompt  # a copy: decode again
+            if not attempt.passes and loops and not options.without_timestamps:
+                cut = self._cut(attempt, encoder_output, plan_prompt, tokenizer)
+                if cut is not None:
+                    attempts.append(cut)
+                    attempt = cut
+            if attempt.passes:
+                chosen = attempt
+                break
+            if index == 0 and not attempt.check.repetitive and not self.fallback_on_low_confidence:
+                break  # only unlikely, and the caller asked for this temperature alone
+        if chosen is None:
+            plain = [a for a in attempts if not a.check.repetitive]
+            chosen = max(plain or attempts, key=lambda a: a.avg_logprob)
+        if len(attempts) > 1:
+            log.debug(
+                "window decoded again: %s; kept %s",
+                "; ".join(f"{a.label}: {a.check.describe()}, log-prob {a.avg_logprob:.2f}" for a in attempts),
+                chosen.label,
+            )
+        return chosen.result, chosen.avg_logprob, chosen.temperature, chosen.check.compression_ratio
+
+    def _decode(
+        self,
+        encoder_output: Any,
+        prompt: list[int],
+        tokenizer: Any,
+        options: Any,
+        temperature: float,
+        greedy: bool,
+        label: str,
+    ) -> Attempt:
+        """One generate call with faster-whisper's own arguments (see its ``generate_with_fallback``)."""
+        if temperature > 0:
+            search = {
+                "beam_size": 1,
+                "num_hypotheses": options.best_of,
+                "sampling_topk": 0,
+                "sampling_temperature": temperature,
+            }
+        else:
+            search = {"beam_size": 1 if greedy else options.beam_size, "patience": options.patience}
+        max_length = self.model.max_length
+        if options.max_new_tokens is not None:
+            max_length = min(max_length, len(prompt) + options.max_new_tokens)
+        result = self.model.model.generate(
+            encoder_output,
+            [prompt],
+            length_penalty=options.length_penalty,
+            repetition_penalty=options.repetition_penalty,
+            no_repeat_ngram_size=options.no_repeat_ngram_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=options.suppress_blank,
+            suppress_tokens=options.suppress_tokens,
+            max_initial_timestamp_index=round(options.max_initial_timestamp / self.model.time_precision),
+            **search,
+        )[0]
+        tokens = result.sequences_ids[0]
+        avg_logprob = result.scores[0] * (len(tokens) ** options.length_penalty) / (len(tokens) + 1)
+        confident = options.log_prob_threshold is None or avg_logprob >= options.log_prob_threshold
+        silent = (
+            options.no_speech_threshold is not None
+            and result.no_speech_prob > options.no_speech_threshold
+            and not confident
+        )
+        check = self._check(tokens, tokenizer, prompt)
+        return Attempt(result, avg_logprob, temperature, check, confident, silent, label)
+
+    def _check(self, tokens: list[int], tokenizer: Any, prompt: list[int]) -> WindowCheck:
+        text_tokens = [t for t in tokens if t < tokenizer.eot]
+        return check_window(tokenizer.decode(tokens), text_tokens, _previous_text(prompt, tokenizer))
+
+    def _cut(self, attempt: Attempt, encoder_output: Any, prompt: list[int], tokenizer: Any) -> Attempt | None:
+        """The attempt up to where its loop starts, re-timed from the audio; None when too little is left."""
+        assert attempt.check.tail is not None
+        segments = _text_segments(attempt.result.sequences_ids[0], tokenizer, keep=attempt.check.tail)
+        kept = [token for segment in segments for token in segment]
+        if len(kept) < MIN_KEPT_TOKENS:
+            return None
+        frames = self._frames or int(encoder_output.shape[1]) * self.model.input_stride
+        words = self.model.find_alignment(tokenizer, [kept], encoder_output, frames)[0]
+        sequence = _retimed(segments, words, tokenizer.timestamp_begin)
+        if sequence is None or (sequence[-1] - tokenizer.timestamp_begin) * TIME_PRECISION < MIN_PROGRESS_SECONDS:
+            return None
+        if self.record is not None:
+            self.record(encoder_output, prompt, sequence)
+        return replace(
+            attempt,
+            result=Rewritten([sequence], attempt.result.no_speech_prob),
+            check=self._check(sequence, tokenizer, prompt),
+            label=attempt.label + ", loop cut",
+        )
+
+
+def _previous_text(prompt: list[int], tokenizer: Any) -> list[int]:
+    """The previous-text tokens of a prompt: between <|startofprev|> and <|startoftranscript|>."""
+    if not prompt or prompt[0] != tokenizer.sot_prev:
+        return []
+    return [t for t in prompt[1 : prompt.index(tokenizer.sot)] if t < tokenizer.eot]
+
+
+def _text_segments(tokens: list[int], tokenizer: Any, *, keep: int) -> list[list[int]]:
+    """The text tokens of each timestamped segment, up to the ``keep``-th text token."""
+    segments: list[list[int]] = [[]]
+    count = 0
+    for token in tokens:
+        if count >= keep:
+            break
+        if token >= tokenizer.timestamp_begin:
+            if segments[-1]:
+                segments.append([])
+        elif token < tokenizer.eot:
+            segments[-1].append(token)
+            count += 1
+    return [segment for segment in segments if segment]
+
+
+def _retimed(segments: list[list[int]], words: list[dict[str, Any]], timestamp_begin: int) -> list[int] | None:
+    """Segments with timestamps from the aligned words, ending in two timestamps so decoding resumes there."""
+    if not segments or not words:
+        return None
+    # Alignment stretches a segment's first word over any silence before it; clamp it as
+    # faster-whisper clamps word timestamps (at most twice the median word duration).
+    durations = sorted(w["end"] - w["start"] for w in words if w["end"] > w["start"])
+    longest = 2 * min(0.7, durations[len(durations) // 2]) if durations else 1.4
+    times: list[tuple[float, float]] = []
+    word_iter = iter(words)
+    word = next(word_iter, None)
+    last_end = 0.0
+    for segment in segments:
+        start, end, consumed = None, last_end, 0
+        while word is not None and consumed < len(segment):
+            start = max(word["start"], word["end"] - longest) if start is None else start
+            end = max(end, word["end"])
+            consumed += len(word["tokens"])
+            word = next(word_iter, None)
+        start = last_end if start is None else max(start, last_end)
+        times.append((start, max(start, end)))
+        last_end = max(start, end)
+    sequence: list[int] = []
+    for segment, (start, end) in zip(segments, times, strict=True):
+        sequence += [_timestamp(start, timestamp_begin), *segment, _timestamp(end, timestamp_begin)]
+    return [*sequence, sequence[-1]]
+
+
+def _timestamp(seconds: float, timestamp_begin: int) -> int:
+    return timestamp_begin + min(1500, max(0, round(seconds / TIME_PRECISION)))
