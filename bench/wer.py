@@ -21,6 +21,7 @@ from bench.common import (
     AUDIO_SUFFIXES,
     BenchError,
     audio_dir,
+    bench_main,
     busy_warning,
     git_commit,
     load_average,
@@ -223,12 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":
