@@ -27,6 +27,8 @@ class DecodeOptions:
     word_timestamps: bool = False
     logprobs: bool = False
     beam_size: int = 5
+    keywords: tuple[str, ...] = ()  # words or phrases to favour (Whisper hotwords)
+    languages: tuple[str, ...] = ()  # with no `language`: detect only among these
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,13 @@ class WhisperEngine:
         recorder = _Recorder(self.model.model, cancel)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
+        language, language_probability = options.language, None
+        if language is None and options.languages and self.is_multilingual:
+            language, language_probability = restricted_language(model.detect_language(audio)[2], options.languages)
         fw_segments, fw_info = model.transcribe(
             audio,
-            language=options.language,
+            language=language,
+            hotwords=", ".join(options.keywords) or None,
             task=options.task,
             beam_size=options.beam_size,
             temperature=list(options.temperatures),
@@ -107,7 +111,9 @@ class WhisperEngine:
         info = TranscriptInfo(
             task=options.task,
             language=fw_info.language,
-            language_probability=float(fw_info.language_probability),
+            language_probability=float(
+                fw_info.language_probability if language_probability is None else language_probability
+            ),
             duration=duration,
             prompt_tokens=self.count_tokens(options.prompt) if options.prompt else 0,
             audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
@@ -195,6 +201,15 @@ def _find_generation(generations: list[_Generation], tokens: list[int]) -> _Gene
         if _find_subsequence(generation.sequence, tokens) >= 0:
             return generation
     return None
+
+
+def restricted_language(probabilities: list[tuple[str, float]], allowed: tuple[str, ...]) -> tuple[str, float]:
+    """The most probable of the ``allowed`` languages, from Whisper's detection over all of them."""
+    candidates = [(code, prob) for code, prob in probabilities if code in allowed]
+    if not candidates:
+        return allowed[0], 0.0
+    code, prob = max(candidates, key=lambda item: item[1])
+    return code, float(prob)
 
 
 def cuda_available() -> bool:
