@@ -74,12 +74,35 @@ class ModelSlots:
         rounds = (self.waiting + 1) / self.concurrency
         return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(self._mean_run_seconds * rounds)))
 
-    def reserve(self) -> Reservation:
-        """Take a place at once, or raise QueueFull when every slot and queue place is taken."""
-        if self.reserved >= self.concurrency + self.max_queue:
+    def reserve(self, *, admitted: bool = False) -> Reservation:
+        """Take a place at once, or raise QueueFull when every slot and queue place is taken.
+
+        ``admitted`` work (a realtime session's turn) was limited when its session was admitted and
+        is never refused here; it still waits for a slot in order.
+        """
+        if not admitted and self.reserved >= self.concurrency + self.max_queue:
             raise QueueFull(self.model_id, self.running, self.waiting, self.retry_after())
         self.reserved += 1
         return Reservation(self)
+
+    @asynccontextmanager
+    async def run_if_idle(self) -> AsyncIterator[bool]:
+        """Run now if a slot is free and nobody waits for one; yields False (and runs nothing) otherwise.
+
+        For speculative work (a live turn's partial decode): it only ever uses idle capacity, so
+        whatever waits for a slot, a turn's final decode included, goes first.
+        """
+        try:
+            self.semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            yield False
+            return
+        self.reserved += 1
+        try:
+            async with self._running():
+                yield True
+        finally:
+            self.reserved -= 1
 
     @asynccontextmanager
     async def run(self, deadline: Deadline | None) -> AsyncIterator[None]:
@@ -89,6 +112,12 @@ class ModelSlots:
         except TimeoutError:
             assert deadline is not None
             raise TimedOut(deadline.limit) from None
+        async with self._running():
+            yield
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """Hold the acquired slot while running; give it back afterwards."""
         self.running += 1
         started = time.monotonic()
         try:

@@ -17,7 +17,7 @@ from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
 @pytest.mark.parametrize(("law", "ffmpeg_format"), [("pcmu", "mulaw"), ("pcma", "alaw")])
 def test_g711_tables_match_ffmpeg(law: str, ffmpeg_format: str) -> None:
     raw = bytes(range(256))
-    container = av.open(io.BytesIO(raw), format=ffmpeg_format, options={"sample_rate": "8000"})
+    container = av.open(io.BytesIO(raw), mode="r", format=ffmpeg_format, options={"sample_rate": "8000"})
     reference = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.int16)
     assert np.array_equal(decode_g711(raw, law), reference)  # type: ignore[arg-type]
 
@@ -51,7 +51,7 @@ def test_pcm16_stream_is_resampled_once_whatever_the_append_sizes() -> None:
 def test_pcm16_resampled_level_and_pitch_are_kept() -> None:
     out = StreamConverter("pcm16").convert(_tone(24_000, 1.0))
     assert 0.45 < float(np.max(np.abs(out))) < 0.55
-    spectrum = np.abs(np.fft.rfft(out[:SAMPLE_RATE // 2]))
+    spectrum = np.abs(np.fft.rfft(out[: SAMPLE_RATE // 2]))
     assert abs(np.argmax(spectrum) * 2 - 440) <= 4
 
 

@@ -1,0 +1,282 @@
+"""A session's decoding: live hypotheses of the open turn, and the final transcript of each committed turn.
+
+One loop per session, one decode at a time, in this order:
+
+1. the final decode of the oldest committed turn (it waits for a model slot like a file request);
+2. a speculative final of the open turn when its speech pauses: decoded like a final, so if the
+   pause becomes the turn's end, the transcript is ready (or nearly) when the turn commits;
+3. a live decode of the open turn once ``step_seconds`` of new audio arrived (greedy, one
+   temperature), whose words pass through local agreement to become deltas.
+
+Live and speculative decodes run only when a model slot is idle and nobody waits for one, so a
+final decode, of this session or any other, and file requests always go first. Decoding happens in
+a worker thread; stopping the session cancels it at its next window.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import anyio.to_thread
+
+from app.serving.errors import InvalidInput, ModelUnavailable
+from app.serving.protocol import ModelRoute
+from app.serving.realtime.config import SessionConfig
+from app.serving.realtime.events import TranscriptCompleted, TranscriptDelta, TranscriptFailed, TurnUsage
+from app.serving.realtime.turn import LiveTurn
+from engines.audio import SAMPLE_RATE, Samples
+from engines.errors import DecodingCancelled, ModelLoadError
+from engines.live.agreement import join_delta
+from engines.live.decoding import Hypothesis, decode_turn
+from engines.types import FALLBACK_TEMPERATURES, DecodeOptions, Transcriber
+from engines.whisper import ENCODER_POSITIONS_PER_SECOND
+
+if TYPE_CHECKING:
+    from app.serving.realtime.session import RealtimeSession
+
+log = logging.getLogger(__name__)
+
+MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
+POLL_SECONDS = 0.1  # how often a live decode that found no idle slot tries again
+LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detection at least this sure
+
+Kind = Literal["live", "speculative", "final"]
+
+
+@dataclass
+class _Running:
+    turn: LiveTurn
+    kind: Kind
+    cancel: threading.Event
+
+
+@dataclass
+class DecodeStats:
+    live: int = 0
+    speculative: int = 0
+    speculative_used: int = 0
+    final: int = 0
+    skipped_busy: int = 0
+
+
+class TurnDecoder:
+    def __init__(self, session: RealtimeSession) -> None:
+        self.session = session
+        self.stats = DecodeStats()
+        self._lease = ExitStack()
+        self._engine: Transcriber | None = None
+        self._model_id: str | None = None
+        self._running: _Running | None = None
+        self._stopped = False
+
+    # --- the model ---------------------------------------------------------------------------------
+
+    async def use_model(self, route: ModelRoute, config: SessionConfig) -> None:
+        """Lease the route's model for the session (loading it if needed); check the config against it."""
+        if route.model_id == self._model_id and self._engine is not None:
+            _check(config, self._engine, route.requested)
+            return
+        lease = ExitStack()
+        try:
+            engine: Transcriber = await anyio.to_thread.run_sync(
+                lease.enter_context, self.session.service.manager.lease(route.model_id)
+            )
+            _check(config, engine, route.requested)
+        except ModelLoadError as exc:
+            lease.close()
+            raise ModelUnavailable(f"Model '{route.model_id}' is not available: {exc}") from exc
+        except BaseException:
+            lease.close()
+            raise
+        previous, self._lease = self._lease, lease
+        self._engine, self._model_id = engine, route.model_id
+        previous.close()
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        session = self.session
+        while not self._stopped:
+            if session.finals:
+                await self._finalize(session.finals[0])
+                session.finals.popleft()
+                continue
+            job = self._live_job()
+            if job is None:
+                await session.wait(POLL_SECONDS if session.open is not None else 1.0)
+            elif not await self._live(*job):
+                await session.wait(POLL_SECONDS)
+
+    def _live_job(self) -> tuple[LiveTurn, Kind] | None:
+        session, turn = self.session, self.session.open
+        if turn is None or not turn.heard_speech or session.policy.step_seconds is None:
+            return None
+        end = session.buffer.end
+        if end - turn.start < MIN_LIVE_SECONDS * SAMPLE_RATE:
+            return None
+        if turn.paused and turn.speculative_epoch != turn.speech_epoch:
+            return turn, "speculative"
+        if end - turn.decoded_to >= session.policy.step_seconds * SAMPLE_RATE:
+            return turn, "live"
+        return None
+
+    async def _live(self, turn: LiveTurn, kind: Kind) -> bool:
+        """One live or speculative decode of the open turn; False when no slot was idle."""
+        session = self.session
+        audio = session.buffer.span(turn.start)
+        epoch = turn.speech_epoch
+        async with session.service.slots[self._model_id or ""].run_if_idle() as idle:
+            if not idle:
+                self.stats.skipped_busy += 1
+                return False
+            if kind == "speculative":
+                turn.speculative_epoch = epoch
+                self.stats.speculative += 1
+            else:
+                self.stats.live += 1
+            hypothesis = await self._decode(turn, kind, audio, self._options(turn, final=kind == "speculative"))
+        if hypothesis is None:
+            return True
+        turn.decoded_to = turn.start + hypothesis.samples
+        self._pin_language(turn, hypothesis)
+        if kind == "speculative":
+            turn.speculative = hypothesis
+        if turn is session.open or turn in session.finals:
+            self._emit_words(turn, turn.agreement.update(hypothesis.words))
+        return True
+
+    async def _finalize(self, turn: LiveTurn) -> None:
+        session = self.session
+        assert turn.audio is not None
+        try:
+            if turn.speculation_covers_turn():
+                assert turn.speculative is not None
+                hypothesis = turn.speculative
+                self.stats.speculative_used += 1
+            else:
+                reservation = session.service.slots[self._model_id or ""].reserve(admitted=True)
+                async with reservation.running():
+                    self.stats.final += 1
+                    decoded = await self._decode(turn, "final", turn.audio, self._options(turn, final=True))
+                if decoded is None:
+                    raise DecodingCancelled("the session ended before the turn was transcribed")
+                hypothesis = decoded
+            self._emit_words(turn, turn.agreement.finish(hypothesis.words))
+            seconds = turn.audio.size / SAMPLE_RATE
+            usage = TurnUsage(
+                seconds=seconds,
+                prompt_tokens=hypothesis.prompt_tokens,
+                audio_tokens=math.ceil(seconds * ENCODER_POSITIONS_PER_SECOND),
+                output_tokens=hypothesis.output_tokens,
+            )
+            config = session.config
+            session.emit(
+                TranscriptCompleted(
+                    turn.item_id,
+                    turn.previous_item_id,
+                    " ".join(turn.agreement.committed),
+                    hypothesis.language,
+                    usage,
+                    logprobs=hypothesis.logprobs if config.include_logprobs else None,
+                    languages_requested=bool(config.transcription.languages),
+                    latency=time.perf_counter() - (turn.committed_at or time.perf_counter()),
+                )
+            )
+        except Exception as exc:
+            if not self._stopped:
+                log.warning(
+                    "realtime turn %s failed: %s", turn.item_id, exc, exc_info=not isinstance(exc, InvalidInput)
+                )
+            session.emit(TranscriptFailed(turn.item_id, turn.previous_item_id, exc))
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _options(self, turn: LiveTurn, *, final: bool) -> DecodeOptions:
+        session = self.session
+        transcription = session.config.transcription
+        language = transcription.language or turn.language
+        return DecodeOptions(
+            task="transcribe",
+            language=language,
+            prompt=transcription.prompt,
+            temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
+            logprobs=final and session.config.include_logprobs,
+            beam_size=session.service.settings.models[self._model_id or ""].beam_size if final else 1,
+            keywords=transcription.keywords,
+            languages=() if language else transcription.languages,
+        )
+
+    async def _decode(self, turn: LiveTurn, kind: Kind, audio: Samples, options: DecodeOptions) -> Hypothesis | None:
+        engine = self._engine
+        assert engine is not None
+        running = _Running(turn, kind, threading.Event())
+        if self._stopped:
+            return None
+        self._running = running
+        try:
+            work = functools.partial(decode_turn, engine, audio, options, running.cancel, gate=turn.gate)
+            return await anyio.to_thread.run_sync(work)
+        except DecodingCancelled:
+            return None
+        finally:
+            self._running = None
+
+    def _pin_language(self, turn: LiveTurn, hypothesis: Hypothesis) -> None:
+        if turn.language is None and hypothesis.text and hypothesis.language_probability >= LANGUAGE_PIN_PROBABILITY:
+            turn.language = hypothesis.language
+
+    def _emit_words(self, turn: LiveTurn, words: list[str]) -> None:
+        if not words:
+            return
+        first = turn.deltas_sent == 0
+        turn.deltas_sent += 1
+        since = time.perf_counter() - turn.opened_at if first else None
+        self.session.emit(TranscriptDelta(turn.item_id, join_delta(words, first=first), first_after=since))
+
+    # --- stopping ------------------------------------------------------------------------------------
+
+    def on_commit(self, turn: LiveTurn) -> None:
+        """A turn just ended: a live decode of it is no longer worth finishing (a speculative one may be)."""
+        running = self._running
+        if running is not None and running.turn is turn and running.kind == "live":
+            running.cancel.set()
+
+    def cancel_live(self, turn: LiveTurn) -> None:
+        running = self._running
+        if running is not None and running.turn is turn and running.kind != "final":
+            running.cancel.set()
+
+    def stop(self) -> None:
+        """Stop decoding: the running decode ends at its next window, and the loop exits."""
+        self._stopped = True
+        if self._running is not None:
+            self._running.cancel.set()
+
+    async def aclose(self) -> None:
+        self.stop()
+        self._lease.close()
+
+
+def _check(config: SessionConfig, engine: Transcriber, model: str) -> None:
+    transcription = config.transcription
+    if engine.is_multilingual:
+        return
+    param = "session.audio.input.transcription"
+    if transcription.language not in (None, "en"):
+        raise InvalidInput(
+            f"{param}.language", f"Model '{model}' is English-only; language must be 'en'.", code="unsupported_value"
+        )
+    if transcription.languages and "en" not in transcription.languages:
+        raise InvalidInput(
+            f"{param}.languages",
+            f"Model '{model}' is English-only; languages must include 'en'.",
+            code="unsupported_value",
+        )
