@@ -29,6 +29,8 @@ class DecodeOptions:
     beam_size: int = 5
     keywords: tuple[str, ...] = ()  # words or phrases to favour (Whisper hotwords)
     languages: tuple[str, ...] = ()  # with no `language`: detect only among these
+    # None: Whisper's full 30-s window; else encode only the audio plus this much padding (live turns)
+    encoder_padding_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,25 @@ from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, 
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
+FRAMES_PER_SECOND = 100  # mel frames
+
+
+def trim_padding(features: Any, padding_frames: int) -> Any:
+    """Features of one window with at most ``padding_frames`` of faster-whisper's zero padding kept.
+
+    faster-whisper pads every window's log-mel features with exact zeros to 30 s (3000 frames), and
+    the encoder's cost follows the frame count; real audio never gives an all-zero frame. Keeping a
+    few seconds of padding (so the model still hears that the audio ends) encodes a short clip at a
+    fraction of the cost with the same transcript.
+    """
+    array = np.asarray(features)
+    if array.ndim != 3:
+        return features
+    used = np.flatnonzero(np.any(array[0] != 0, axis=0))
+    keep = min(array.shape[-1], (int(used[-1]) + 1 if used.size else 0) + padding_frames)
+    if keep >= array.shape[-1]:
+        return features
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :, :keep]))
 
 
 @dataclass
@@ -40,13 +59,16 @@ class _Recorder:
     inner: Any
     cancel: threading.Event | None
     generations: list[_Generation] = field(default_factory=list)
+    padding_frames: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
+    def encode(self, features: Any, *args: Any, **kwargs: Any) -> Any:
         self._check_cancel()
-        return self.inner.encode(*args, **kwargs)
+        if self.padding_frames is not None:
+            features = trim_padding(features, self.padding_frames)
+        return self.inner.encode(features, *args, **kwargs)
 
     def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
         self._check_cancel()
@@ -90,6 +112,8 @@ class WhisperEngine:
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         """Start decoding; segments are produced lazily, window by window."""
         recorder = _Recorder(self.model.model, cancel)
+        if options.encoder_padding_seconds is not None:
+            recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
         language, language_probability = options.language, None

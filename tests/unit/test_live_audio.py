@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import av
+import ctranslate2
 import numpy as np
 import pytest
 from faster_whisper.vad import get_vad_model
@@ -12,6 +13,7 @@ from faster_whisper.vad import get_vad_model
 from engines.audio import SAMPLE_RATE
 from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, StreamConverter, decode_g711
 from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
+from engines.whisper import trim_padding
 
 
 @pytest.mark.parametrize(("law", "ffmpeg_format"), [("pcmu", "mulaw"), ("pcma", "alaw")])
@@ -77,3 +79,13 @@ def test_streaming_vad_equals_the_batch_vad() -> None:
     streamed = np.concatenate(probs)
     assert streamed.size == batch.size == vad.frames
     assert np.allclose(streamed, batch, atol=1e-6)
+
+
+def test_trim_padding_keeps_the_audio_and_some_of_the_padding() -> None:
+    features = np.zeros((1, 80, 3000), np.float32)
+    features[:, :, :250] = -0.5
+    trimmed = np.asarray(trim_padding(ctranslate2.StorageView.from_array(features), 1000))
+    assert trimmed.shape == (1, 80, 1250)
+    assert np.array_equal(trimmed, features[:, :, :1250])
+    full = np.full((1, 80, 3000), 0.25, np.float32)
+    assert np.asarray(trim_padding(ctranslate2.StorageView.from_array(full), 1000)).shape == (1, 80, 3000)

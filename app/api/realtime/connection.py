@@ -116,7 +116,7 @@ class RealtimeConnection:
             if self._ticket is not None:
                 self._ticket.release()
             stats = session.decoder.stats if session is not None else None
-            extra = {} if stats is None else {"decodes": vars(stats)}
+            extra = {} if stats is None else {"decodes": {k: round(v, 2) for k, v in vars(stats).items()}}
             self.record.finish(code, session.audio_seconds if session is not None else 0.0, extra)
 
     async def _open(self) -> tuple[Closing | None, RealtimeSession | None]:

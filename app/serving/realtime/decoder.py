@@ -60,11 +60,15 @@ class _Running:
 
 @dataclass
 class DecodeStats:
+    """Decodes a session ran (and their seconds of wall time), for its log line and the benchmark."""
+
     live: int = 0
     speculative: int = 0
     speculative_used: int = 0
     final: int = 0
     skipped_busy: int = 0
+    cancelled: int = 0
+    decode_seconds: float = 0.0
 
 
 class TurnDecoder:
@@ -212,6 +216,7 @@ class TurnDecoder:
             beam_size=session.service.settings.models[self._model_id or ""].beam_size if final else 1,
             keywords=transcription.keywords,
             languages=() if language else transcription.languages,
+            encoder_padding_seconds=session.limits.encoder_padding_seconds,
         )
 
     async def _decode(self, turn: LiveTurn, kind: Kind, audio: Samples, options: DecodeOptions) -> Hypothesis | None:
@@ -221,13 +226,16 @@ class TurnDecoder:
         if self._stopped:
             return None
         self._running = running
+        started = time.perf_counter()
         try:
             work = functools.partial(decode_turn, engine, audio, options, running.cancel, gate=turn.gate)
             return await anyio.to_thread.run_sync(work)
         except DecodingCancelled:
+            self.stats.cancelled += 1
             return None
         finally:
             self._running = None
+            self.stats.decode_seconds += time.perf_counter() - started
 
     def _pin_language(self, turn: LiveTurn, hypothesis: Hypothesis) -> None:
         if turn.language is None and hypothesis.text and hypothesis.language_probability >= LANGUAGE_PIN_PROBABILITY:
