@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
 POLL_SECONDS = 0.1  # how often a live decode that found no idle slot tries again
 LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detection at least this sure
+# A speculative final waits for this much of the pause (at most half the silence that ends a turn):
+# Whisper mishears a last word that the audio cuts off right after.
+SPECULATE_AFTER_PAUSE_SECONDS = 0.25
 
 Kind = Literal["live", "speculative", "final"]
 
@@ -126,7 +129,9 @@ class TurnDecoder:
         end = session.buffer.end
         if end - turn.start < MIN_LIVE_SECONDS * SAMPLE_RATE:
             return None
-        if turn.paused and turn.speculative_epoch != turn.speech_epoch:
+        silence_ms = session.detector.params.silence_duration_ms
+        pause_needed = min(SPECULATE_AFTER_PAUSE_SECONDS * SAMPLE_RATE, silence_ms * SAMPLE_RATE // 2000)
+        if turn.paused and turn.speculative_epoch != turn.speech_epoch and end - turn.speech_end >= pause_needed:
             return turn, "speculative"
         if end - turn.decoded_to >= session.policy.step_seconds * SAMPLE_RATE:
             return turn, "live"
