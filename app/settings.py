@@ -92,7 +92,11 @@ class RealtimeConfig(BaseModel):
         16, ge=1, description="Open sessions per local model; more are closed with 1013. null: no limit."
     )
     max_turn_seconds: float = Field(
-        28.0, ge=5, le=600, description="server_vad: a turn this long is cut at its quietest recent frame."
+        15.0,
+        ge=5,
+        le=600,
+        description="A turn this long is cut at its quietest recent frame (server and semantic VAD); shorter turns "
+        "mean cheaper final decodes.",
     )
     live_partials: bool = Field(
         True, description="Decode growing turns for live deltas; false: deltas only when a turn ends."

@@ -11,7 +11,7 @@ import pytest
 from faster_whisper.vad import get_vad_model
 
 from engines.audio import SAMPLE_RATE
-from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, StreamConverter, decode_g711
+from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, Denoise, StreamConverter, decode_g711
 from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
 from engines.whisper import trim_padding
 
@@ -89,3 +89,19 @@ def test_trim_padding_keeps_the_audio_and_some_of_the_padding() -> None:
     assert np.array_equal(trimmed, features[:, :, :1250])
     full = np.full((1, 80, 3000), 0.25, np.float32)
     assert np.asarray(trim_padding(ctranslate2.StorageView.from_array(full), 1000)).shape == (1, 80, 3000)
+
+
+def test_the_denoiser_lowers_stationary_noise_and_keeps_the_stream_length() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(24_000 * 2) / 24_000
+    tone = np.where((t > 0.8) & (t < 1.2), 0.5 * np.sin(2 * np.pi * 300 * t), 0.0)
+    noisy = tone + rng.standard_normal(t.size) * 0.005  # about -46 dBFS of white noise
+    data = (noisy * 32767).astype("<i2").tobytes()
+    plain = StreamConverter("pcm16").convert(data)
+    converter = StreamConverter("pcm16", Denoise())
+    denoised = np.concatenate([converter.convert(data[i : i + 4800]) for i in range(0, len(data), 4800)])
+    assert abs(denoised.size - plain.size) < 400  # about 12 ms of filter delay
+    quiet = slice(int(0.2 * SAMPLE_RATE), int(0.7 * SAMPLE_RATE))
+    assert np.std(denoised[quiet]) < 0.5 * np.std(plain[quiet])
+    loud = slice(int(0.9 * SAMPLE_RATE), int(1.1 * SAMPLE_RATE))
+    assert np.std(denoised[loud]) > 0.8 * np.std(plain[loud])

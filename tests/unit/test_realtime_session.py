@@ -301,3 +301,14 @@ def test_server_vad_idle_timeout_commits_an_empty_item(service: Any) -> None:
     assert timeout.audio_end_ms - timeout.audio_start_ms >= 1000
     completed = next(e for e in events if isinstance(e, ev.TranscriptCompleted))
     assert completed.item_id == timeout.item_id and completed.transcript == ""
+
+
+def test_noise_reduction_puts_a_denoiser_on_the_input(service: Any) -> None:
+    from app.serving.realtime import NoiseReduction
+
+    svc = service(FakeEngine())
+    noisy = config(noise_reduction=NoiseReduction(type="far_field", strength=0.5))
+    session = RealtimeSession(svc, RealtimeConfig(), noisy, lambda e: None, EnergyScorer())
+    assert session.converter.denoise is not None
+    assert session.converter.denoise.reduction_db == 6.0 and session.converter.denoise.floor_db == -40.0
+    assert RealtimeSession(svc, RealtimeConfig(), config(), lambda e: None, EnergyScorer()).converter.denoise is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from engines.live.codecs import InputFormat
+from engines.live.codecs import Denoise, InputFormat
 from engines.live.turns import TurnParams
 
 Delay = Literal["minimal", "low", "medium", "high", "xhigh"]
@@ -45,10 +45,25 @@ TurnDetection = ServerVadConfig | SemanticVadConfig | None
 
 @dataclass(frozen=True)
 class NoiseReduction:
-    """Accepted and reported back; no denoiser is applied (see the README)."""
+    """``audio.input.noise_reduction``: FFmpeg's ``afftdn`` denoiser on the input, before VAD and Whisper."""
 
     type: NoiseReductionType | None = None
     strength: float | None = None
+
+
+# The noise floor afftdn assumes: near_field (headsets) expects quieter noise than far_field (rooms).
+# strength scales the reduction: 1 is FFmpeg's default of 12 dB.
+NOISE_FLOOR_DB: dict[NoiseReductionType | None, float] = {"near_field": -50.0, "far_field": -40.0, None: -50.0}
+FULL_REDUCTION_DB = 12.0
+
+
+def denoise_params(noise: NoiseReduction | None) -> Denoise | None:
+    if noise is None:
+        return None
+    strength = 1.0 if noise.strength is None else noise.strength
+    if strength <= 0:
+        return None
+    return Denoise(reduction_db=max(1.0, FULL_REDUCTION_DB * strength), floor_db=NOISE_FLOOR_DB[noise.type])
 
 
 @dataclass(frozen=True)
@@ -64,10 +79,10 @@ class SessionConfig:
 # how long a turn may grow before it is cut at its quietest point. No model judges whether the
 # speaker has finished; eager settings simply end turns sooner.
 SEMANTIC_PRESETS: dict[Eagerness, tuple[int, int]] = {
-    "high": (300, 10_000),
-    "medium": (700, 20_000),
-    "auto": (700, 20_000),
-    "low": (1200, 28_000),
+    "high": (300, 8_000),
+    "medium": (700, 12_000),
+    "auto": (700, 12_000),
+    "low": (1200, 30_000),  # capped by realtime.max_turn_seconds
 }
 
 

@@ -17,7 +17,7 @@ import anyio
 from app.serving.errors import InvalidInput
 from app.serving.protocol import ModelRoute
 from app.serving.realtime.audio_buffer import AudioBuffer
-from app.serving.realtime.config import SessionConfig, live_policy, turn_params
+from app.serving.realtime.config import SessionConfig, denoise_params, live_policy, turn_params
 from app.serving.realtime.decoder import TurnDecoder
 from app.serving.realtime.events import (
     Cleared,
@@ -57,7 +57,7 @@ class RealtimeSession:
         self.config = config
         self.route: ModelRoute = service.resolve(config.transcription.model)
         self.emit = emit
-        self.converter = StreamConverter(config.format)
+        self.converter = StreamConverter(config.format, denoise_params(config.noise_reduction))
         self.buffer = AudioBuffer()
         self.vad = StreamingVad(scorer)
         self.detector = turns.TurnDetector(turn_params(config.turn_detection, limits.max_turn_seconds))
@@ -98,8 +98,8 @@ class RealtimeSession:
     async def update(self, config: SessionConfig) -> None:
         route = self.service.resolve(config.transcription.model)
         await self.decoder.use_model(route, config)
-        if config.format != self.config.format:
-            self.converter = StreamConverter(config.format)
+        if config.format != self.config.format or config.noise_reduction != self.config.noise_reduction:
+            self.converter = StreamConverter(config.format, denoise_params(config.noise_reduction))
         self.detector.params = turn_params(config.turn_detection, self.limits.max_turn_seconds)
         if (config.turn_detection is None) != self.manual:
             self.detector.reset(self.buffer.end)
