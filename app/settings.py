@@ -105,8 +105,16 @@ class RealtimeConfig(BaseModel):
         10.0,
         ge=5,
         le=30,
-        description="Encode a turn with this much padding instead of Whisper's full 30-s window (about 3x less "
-        "CPU on short turns, same transcripts in our tests; below ~5 s Whisper starts to hallucinate); null: full.",
+        description="Encode a turn's final decode with this much padding instead of Whisper's full 30-s window "
+        "(about 3x less CPU on short turns, same transcripts in our tests; below ~5 s Whisper starts to "
+        "hallucinate); null: full.",
+    )
+    live_encoder_padding_seconds: float | None = Field(
+        5.0,
+        ge=3,
+        le=30,
+        description="The same for the live (greedy) decodes of a growing turn, whose words need two agreeing "
+        "hypotheses anyway; null: full window.",
     )
     client_secret_seconds: int = Field(
         600, ge=10, le=7200, description="Default lifetime of a `/v1/realtime/client_secrets` secret."

@@ -260,28 +260,33 @@ def test_stopping_cancels_a_running_decode_within_a_window(service: Any) -> None
     assert anyio.run(main) < 1.0
 
 
-def test_a_final_goes_before_live_decodes(service: Any) -> None:
+def test_a_final_goes_before_live_decodes_and_live_decodes_take_turns(service: Any) -> None:
     svc = service(FakeEngine())
     slots = svc.slots["fake"]
 
-    async def main() -> list[bool]:
-        results = []
+    async def main() -> list[str]:
+        order: list[str] = []
         async with anyio.create_task_group() as group:
             await slots.semaphore.acquire()  # somebody is running
-            reservation = slots.reserve(admitted=True)
+
+            async def live(name: str) -> None:
+                async with slots.run_in_background():
+                    order.append(name)
 
             async def final() -> None:
-                async with reservation.running():
-                    results.append(True)
+                async with slots.reserve(admitted=True).running():
+                    order.append("final")
 
-            group.start_soon(final)
-            await anyio.sleep(0.05)  # the final now waits for the slot
+            group.start_soon(live, "live 1")
+            await anyio.sleep(0.02)
+            group.start_soon(live, "live 2")
+            await anyio.sleep(0.02)
+            group.start_soon(final)  # arrives last, goes first
+            await anyio.sleep(0.02)
             slots.semaphore.release()
-            async with slots.run_if_idle() as idle:
-                results.append(idle)
-        return results
+        return order
 
-    assert anyio.run(main) == [False, True]  # the live decode found no idle slot; the final ran
+    assert anyio.run(main) == ["final", "live 1", "live 2"]
 
 
 def test_admitted_work_is_never_refused_by_the_queue_limit(service: Any) -> None:

@@ -110,6 +110,8 @@ class RealtimeConnection:
                                          code="internal_error", param=None, event_id=None))  # fmt: skip
             await self._close(CLOSE_INTERNAL)
         finally:
+            self._out.close()
+            self._in.close()
             if session is not None:
                 session.decoder.stop()
                 await session.aclose()

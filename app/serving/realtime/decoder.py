@@ -8,9 +8,10 @@ One loop per session, one decode at a time, in this order:
 3. a live decode of the open turn once ``step_seconds`` of new audio arrived (greedy, one
    temperature), whose words pass through local agreement to become deltas.
 
-Live and speculative decodes run only when a model slot is idle and nobody waits for one, so a
-final decode, of this session or any other, and file requests always go first. Decoding happens in
-a worker thread; stopping the session cancels it at its next window.
+Live and speculative decodes wait for a model slot behind everything else (``run_in_background``),
+so a final decode, of this session or any other, and file requests always go first, and sessions
+take turns for what is left. Decoding happens in a worker thread; stopping the session cancels it
+at its next window.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
-POLL_SECONDS = 0.1  # how often a live decode that found no idle slot tries again
+POLL_SECONDS = 0.1  # how often an open turn is checked for enough new audio
 LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detection at least this sure
 # A speculative final waits for this much of the pause (at most half the silence that ends a turn):
 # Whisper mishears a last word that the audio cuts off right after.
@@ -69,7 +70,7 @@ class DecodeStats:
     speculative: int = 0
     speculative_used: int = 0
     final: int = 0
-    skipped_busy: int = 0
+    background_waits: int = 0  # live decodes that had to queue behind other sessions' work
     cancelled: int = 0
     decode_seconds: float = 0.0
 
@@ -82,6 +83,7 @@ class TurnDecoder:
         self._engine: Transcriber | None = None
         self._model_id: str | None = None
         self._running: _Running | None = None
+        self._waiting: anyio.CancelScope | None = None  # a live decode waiting for a model slot
         self._stopped = False
 
     # --- the model ---------------------------------------------------------------------------------
@@ -119,8 +121,8 @@ class TurnDecoder:
             job = self._live_job()
             if job is None:
                 await session.wait(POLL_SECONDS if session.open is not None else 1.0)
-            elif not await self._live(*job):
-                await session.wait(POLL_SECONDS)
+            else:
+                await self._live(*job)
 
     def _live_job(self) -> tuple[LiveTurn, Kind] | None:
         session, turn = self.session, self.session.open
@@ -137,30 +139,41 @@ class TurnDecoder:
             return turn, "live"
         return None
 
-    async def _live(self, turn: LiveTurn, kind: Kind) -> bool:
-        """One live or speculative decode of the open turn; False when no slot was idle."""
+    async def _live(self, turn: LiveTurn, kind: Kind) -> None:
+        """One live or speculative decode of the open turn, once a model slot is free for background work.
+
+        The wait is given up when the turn ends (its final comes first); what to decode is decided
+        again once the slot is ours, on the audio as it is then.
+        """
         session = self.session
-        audio = session.buffer.span(turn.start)
-        epoch = turn.speech_epoch
-        async with session.service.slots[self._model_id or ""].run_if_idle() as idle:
-            if not idle:
-                self.stats.skipped_busy += 1
-                return False
-            if kind == "speculative":
-                turn.speculative_epoch = epoch
-                self.stats.speculative += 1
-            else:
-                self.stats.live += 1
-            hypothesis = await self._decode(turn, kind, audio, self._options(turn, final=kind == "speculative"))
+        slots = session.service.slots[self._model_id or ""]
+        if slots.running >= slots.concurrency:
+            self.stats.background_waits += 1
+        hypothesis: Hypothesis | None = None
+        with anyio.CancelScope() as waiting:
+            self._waiting = waiting
+            async with slots.run_in_background():
+                self._waiting = None
+                job = self._live_job()
+                if job is None or job[0] is not turn:
+                    return
+                kind = job[1]
+                audio = session.buffer.span(turn.start)
+                if kind == "speculative":
+                    turn.speculative_epoch = turn.speech_epoch
+                    self.stats.speculative += 1
+                else:
+                    self.stats.live += 1
+                hypothesis = await self._decode(turn, kind, audio, self._options(turn, final=kind == "speculative"))
+        self._waiting = None
         if hypothesis is None:
-            return True
+            return
         turn.decoded_to = turn.start + hypothesis.samples
         self._pin_language(turn, hypothesis)
         if kind == "speculative":
             turn.speculative = hypothesis
         if turn is session.open or turn in session.finals:
             self._emit_words(turn, turn.agreement.update(hypothesis.words))
-        return True
 
     async def _finalize(self, turn: LiveTurn) -> None:
         session = self.session
@@ -221,7 +234,9 @@ class TurnDecoder:
             beam_size=session.service.settings.models[self._model_id or ""].beam_size if final else 1,
             keywords=transcription.keywords,
             languages=() if language else transcription.languages,
-            encoder_padding_seconds=session.limits.encoder_padding_seconds,
+            encoder_padding_seconds=(
+                session.limits.encoder_padding_seconds if final else session.limits.live_encoder_padding_seconds
+            ),
         )
 
     async def _decode(self, turn: LiveTurn, kind: Kind, audio: Samples, options: DecodeOptions) -> Hypothesis | None:
@@ -258,11 +273,15 @@ class TurnDecoder:
 
     def on_commit(self, turn: LiveTurn) -> None:
         """A turn just ended: a live decode of it is no longer worth finishing (a speculative one may be)."""
+        if self._waiting is not None:
+            self._waiting.cancel()
         running = self._running
         if running is not None and running.turn is turn and running.kind == "live":
             running.cancel.set()
 
     def cancel_live(self, turn: LiveTurn) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
         running = self._running
         if running is not None and running.turn is turn and running.kind != "final":
             running.cancel.set()
@@ -270,6 +289,8 @@ class TurnDecoder:
     def stop(self) -> None:
         """Stop decoding: the running decode ends at its next window, and the loop exits."""
         self._stopped = True
+        if self._waiting is not None:
+            self._waiting.cancel()
         if self._running is not None:
             self._running.cancel.set()
 
