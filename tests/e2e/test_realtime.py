@@ -91,15 +91,16 @@ async def stream(conn: Any, data: bytes, *, bytes_per_second: int = 48_000, chun
 
 
 async def events_until(conn: Any, done: Callable[[list[Event]], bool], timeout: float = 240) -> list[Event]:
+    """Events until ``done`` says so; it is asked on every event and every second (its inputs may change)."""
     events: list[Event] = []
-    try:
-        async with asyncio.timeout(timeout):
-            async for event in conn:
-                events.append(event)
-                if done(events):
-                    return events
-    except TimeoutError:
-        raise AssertionError(f"timed out; events so far: {[e.type for e in events]}") from None
+    deadline = time.monotonic() + timeout
+    while not done(events):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; events so far: {[e.type for e in events]}")
+        try:
+            events.append(await asyncio.wait_for(conn.recv(), timeout=1.0))
+        except TimeoutError:
+            continue
     return events
 
 
@@ -371,7 +372,7 @@ async def test_a_disconnect_mid_turn_frees_the_model(rt_server: RunningServer, a
         await conn.session.update(session=session(turn_detection=None, transcription={"model": "gpt-live-transcribe"}))
         await stream(conn, pcm24(path, pad_seconds=0)[: 24_000 * 2 * 25], speed=100)
         await conn.input_audio_buffer.commit()
-        await events_until(conn, lambda ev: ev[-1].type == "conversation.item.added")
+        await events_until(conn, lambda ev: bool(ev) and ev[-1].type == "conversation.item.added")
         await asyncio.sleep(0.3)  # the final decode of 25 s with base is now running
         busy = _base_status(rt_server)
         assert busy["running"] == 1 and busy["in_use"] >= 1
