@@ -86,6 +86,7 @@ class RealtimeConnection:
         self._in: MemoryObjectReceiveStream[Outgoing]
         self._out, self._in = anyio.create_memory_object_stream[Outgoing](max_buffer_size=math.inf)
         self._gone = False
+        self._client_code = 1006  # how the client left, when it did (1006: the connection just dropped)
         self._ticket: SessionTicket | None = None
 
     # --- the connection's life -----------------------------------------------------------------------
@@ -103,7 +104,7 @@ class RealtimeConnection:
                 await self._send(closing.error)
                 await self._close(closing.code)
             else:
-                code = CLOSE_NORMAL
+                code = self._client_code
         except Exception:
             log.exception("realtime session %s failed", self.record.session_id)
             await self._send(error_event("The server had an internal error.", type="server_error",
@@ -191,6 +192,7 @@ class RealtimeConnection:
                                                              event_id=None))  # fmt: skip
                 if message["type"] == "websocket.disconnect":
                     self._gone = True
+                    self._client_code = int(message.get("code") or 1005)
                     return None
                 data = message.get("text")
                 await self._handle(session, data if data is not None else message.get("bytes") or b"")
