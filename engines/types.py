@@ -31,6 +31,7 @@ class DecodeOptions:
     languages: tuple[str, ...] = ()  # with no `language`: detect only among these
     # None: Whisper's full 30-s window; else encode only the audio plus this much padding (live turns)
     encoder_padding_seconds: float | None = None
+    max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
 
 
 @dataclass(frozen=True)

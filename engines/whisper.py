@@ -123,6 +123,7 @@ class WhisperEngine:
             audio,
             language=language,
             hotwords=", ".join(options.keywords) or None,
+            max_new_tokens=options.max_new_tokens,
             task=options.task,
             beam_size=options.beam_size,
             temperature=list(options.temperatures),

@@ -42,6 +42,29 @@ def align_tail(committed: list[str], hypothesis: list[str]) -> list[str]:
     return list(hypothesis[min(position, len(hypothesis)) :])
 
 
+MAX_LOOP_PERIOD = 3
+MIN_LOOP_REPEATS = 3
+
+
+def cut_loop(words: list[str]) -> list[str]:
+    """``words`` without a trailing repetition loop ("to to to to", "the grass, the grass, the grass, ...").
+
+    Greedy decoding of audio cut off mid-phrase sometimes repeats a few words until its token limit;
+    the first occurrence is kept, the repeats are dropped.
+    """
+    keys = [normalize(w) for w in words]
+    best = len(words)
+    for period in range(1, MAX_LOOP_PERIOD + 1):
+        start = len(keys) - period
+        while start - period >= 0 and keys[start - period : start] == keys[start : start + period]:
+            start -= period
+        # trailing words (maybe a partial last repeat) past the whole repeats belong to the loop too
+        repeats = (len(keys) - start) // period
+        if repeats >= MIN_LOOP_REPEATS:
+            best = min(best, start + period)
+    return list(words[:best])
+
+
 def _common_prefix(tails: list[list[str]]) -> int:
     length = min(len(t) for t in tails)
     for i in range(length):

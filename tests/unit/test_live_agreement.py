@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engines.live.agreement import LocalAgreement, align_tail, join_delta
+from engines.live.agreement import LocalAgreement, align_tail, cut_loop, join_delta
 
 
 def words(text: str) -> list[str]:
@@ -59,3 +59,10 @@ def test_deltas_join_to_the_transcript() -> None:
              join_delta(words("you?"), first=False)]  # fmt: skip
     assert "".join(parts) == "Hello there. How are you?"
     assert join_delta([], first=False) == ""
+
+
+def test_a_trailing_repetition_loop_is_cut_to_its_first_occurrence() -> None:
+    assert cut_loop(words("small children came to to to to to")) == words("small children came to")
+    assert cut_loop(words("the grass, the grass, the grass, the grass,")) == words("the grass,")
+    assert cut_loop(words("one two three four")) == words("one two three four")
+    assert cut_loop(words("very very good")) == words("very very good")

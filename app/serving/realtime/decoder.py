@@ -35,7 +35,7 @@ from app.serving.realtime.events import TranscriptCompleted, TranscriptDelta, Tr
 from app.serving.realtime.turn import LiveTurn
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, ModelLoadError
-from engines.live.agreement import join_delta
+from engines.live.agreement import cut_loop, join_delta
 from engines.live.decoding import Hypothesis, decode_turn
 from engines.types import FALLBACK_TEMPERATURES, DecodeOptions, Transcriber
 from engines.whisper import ENCODER_POSITIONS_PER_SECOND
@@ -47,6 +47,13 @@ log = logging.getLogger(__name__)
 
 MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
 POLL_SECONDS = 0.1  # how often an open turn is checked for enough new audio
+# Token budgets per decode: speech needs about 5 tokens a second; a decode looping on cut-off audio
+# would otherwise run to Whisper's limit (and take seconds).
+LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA = 8, 16
+FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA = 12, 32
+MAX_TOKENS_PER_WINDOW = 180
+WHISPER_MAX_TOKENS = 448  # prompt and output together, per window
+PROMPT_PART_MAX_TOKENS = 223  # faster-whisper keeps at most this much of the prompt and of the hotwords
 LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detection at least this sure
 # A speculative final waits for this much of the pause (at most half the silence that ends a turn):
 # Whisper mishears a last word that the audio cuts off right after.
@@ -164,7 +171,8 @@ class TurnDecoder:
                     self.stats.speculative += 1
                 else:
                     self.stats.live += 1
-                hypothesis = await self._decode(turn, kind, audio, self._options(turn, final=kind == "speculative"))
+                options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative")
+                hypothesis = await self._decode(turn, kind, audio, options)
         self._waiting = None
         if hypothesis is None:
             return
@@ -173,7 +181,8 @@ class TurnDecoder:
         if kind == "speculative":
             turn.speculative = hypothesis
         if turn is session.open or turn in session.finals:
-            self._emit_words(turn, turn.agreement.update(hypothesis.words))
+            words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
+            self._emit_words(turn, turn.agreement.update(words))
 
     async def _finalize(self, turn: LiveTurn) -> None:
         session = self.session
@@ -187,7 +196,8 @@ class TurnDecoder:
                 reservation = session.service.slots[self._model_id or ""].reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    decoded = await self._decode(turn, "final", turn.audio, self._options(turn, final=True))
+                    options = self._options(turn, turn.audio.size / SAMPLE_RATE, final=True)
+                    decoded = await self._decode(turn, "final", turn.audio, options)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
                 hypothesis = decoded
@@ -221,8 +231,10 @@ class TurnDecoder:
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _options(self, turn: LiveTurn, *, final: bool) -> DecodeOptions:
+    def _options(self, turn: LiveTurn, seconds: float, *, final: bool) -> DecodeOptions:
         session = self.session
+        per_second, extra = (FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA) if final else (
+            LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA)  # fmt: skip
         transcription = session.config.transcription
         language = transcription.language or turn.language
         return DecodeOptions(
@@ -237,7 +249,18 @@ class TurnDecoder:
             encoder_padding_seconds=(
                 session.limits.encoder_padding_seconds if final else session.limits.live_encoder_padding_seconds
             ),
+            max_new_tokens=self._token_budget(math.ceil(per_second * seconds) + extra),
         )
+
+    def _token_budget(self, wanted: int) -> int | None:
+        """``wanted`` new tokens, or fewer so that the prompt still fits Whisper's window (None: no room to cap)."""
+        engine, transcription = self._engine, self.session.config.transcription
+        assert engine is not None
+        prompt = engine.count_tokens(transcription.prompt) if transcription.prompt else 0
+        hotwords = engine.count_tokens(", ".join(transcription.keywords)) if transcription.keywords else 0
+        room = WHISPER_MAX_TOKENS - 8 - min(prompt, PROMPT_PART_MAX_TOKENS) - min(hotwords, PROMPT_PART_MAX_TOKENS)
+        budget = min(wanted, MAX_TOKENS_PER_WINDOW, room)
+        return budget if budget >= 16 else None
 
     async def _decode(self, turn: LiveTurn, kind: Kind, audio: Samples, options: DecodeOptions) -> Hypothesis | None:
         engine = self._engine
