@@ -117,7 +117,9 @@ class WhisperEngine:
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
         language, language_probability = options.language, None
-        if language is None and options.languages and self.is_multilingual:
+        if language is None and len(options.languages) == 1:
+            language = options.languages[0]  # nothing to choose from
+        elif language is None and options.languages and self.is_multilingual:
             language, language_probability = restricted_language(model.detect_language(audio)[2], options.languages)
         fw_segments, fw_info = model.transcribe(
             audio,
