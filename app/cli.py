@@ -30,6 +30,11 @@ def _ensure_a_key(settings: Settings) -> None:
     )
 
 
+def realtime_message_limit(settings: Settings) -> int:
+    """Largest WebSocket message: one append of the largest audio, base64-encoded, plus its envelope."""
+    return 4 * -(-settings.realtime.max_append_bytes // 3) + 64 * 1024
+
+
 def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = load_settings(args.config, **overrides)
@@ -41,6 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        ws_max_size=realtime_message_limit(settings),
     )
     return 0
 

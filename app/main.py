@@ -20,8 +20,10 @@ from app.api.auth import Authenticator, KeyFile
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
+from app.api.realtime import ClientSecretStore, realtime_http, realtime_socket
 from app.api.routes import admin, api, public
 from app.serving.factory import Loader, build_service
+from app.serving.realtime import SessionRegistry
 from app.serving.service import TranscriptionService
 from app.settings import Settings
 from engines.errors import ModelLoadError
@@ -111,8 +113,12 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
     app.state.authenticator = Authenticator(
         KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
     )
+    app.state.client_secrets = ClientSecretStore()
+    app.state.realtime_sessions = SessionRegistry(settings.realtime)
     install_error_handlers(app)
     app.include_router(api)
+    app.include_router(realtime_http)
+    app.include_router(realtime_socket)
     app.include_router(admin)
     app.include_router(public)
     limits = BodyLimits(

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from app.settings import PROJECT_ROOT, AliasConfig, DiarizationConfig, KeyLimitConfig, ModelConfig, Settings
+from app.settings import (
+    PROJECT_ROOT,
+    AliasConfig,
+    DiarizationConfig,
+    KeyLimitConfig,
+    ModelConfig,
+    RealtimeConfig,
+    Settings,
+)
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -41,6 +49,7 @@ def settings_table() -> str:
     lines += _rows(AliasConfig, "aliases.<name>.", env=False)
     lines += _rows(DiarizationConfig, "diarization.", env=False)
     lines += _rows(KeyLimitConfig, "default_limits. / key_limits.<key>.", env=False)
+    lines += _rows(RealtimeConfig, "realtime.", env=False)
     return "\n".join(lines)
 
 

@@ -27,6 +27,11 @@ class DecodeOptions:
     word_timestamps: bool = False
     logprobs: bool = False
     beam_size: int = 5
+    keywords: tuple[str, ...] = ()  # words or phrases to favour (Whisper hotwords)
+    languages: tuple[str, ...] = ()  # with no `language`: detect only among these
+    # None: Whisper's full 30-s window; else encode only the audio plus this much padding (live turns)
+    encoder_padding_seconds: float | None = None
+    max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
 
 
 @dataclass(frozen=True)

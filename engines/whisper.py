@@ -22,6 +22,25 @@ from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, 
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
+FRAMES_PER_SECOND = 100  # mel frames
+
+
+def trim_padding(features: Any, padding_frames: int) -> Any:
+    """Features of one window with at most ``padding_frames`` of faster-whisper's zero padding kept.
+
+    faster-whisper pads every window's log-mel features with exact zeros to 30 s (3000 frames), and
+    the encoder's cost follows the frame count; real audio never gives an all-zero frame. Keeping a
+    few seconds of padding (so the model still hears that the audio ends) encodes a short clip at a
+    fraction of the cost with the same transcript.
+    """
+    array = np.asarray(features)
+    if array.ndim != 3:
+        return features
+    used = np.flatnonzero(np.any(array[0] != 0, axis=0))
+    keep = min(array.shape[-1], (int(used[-1]) + 1 if used.size else 0) + padding_frames)
+    if keep >= array.shape[-1]:
+        return features
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :, :keep]))
 
 
 @dataclass
@@ -41,13 +60,16 @@ class _Recorder:
     inner: Any
     cancel: threading.Event | None
     generations: list[_Generation] = field(default_factory=list)
+    padding_frames: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def encode(self, *args: Any, **kwargs: Any) -> Any:
+    def encode(self, features: Any, *args: Any, **kwargs: Any) -> Any:
         self._check_cancel()
-        return self.inner.encode(*args, **kwargs)
+        if self.padding_frames is not None:
+            features = trim_padding(features, self.padding_frames)
+        return self.inner.encode(features, *args, **kwargs)
 
     def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
         self._check_cancel()
@@ -95,13 +117,22 @@ class WhisperEngine:
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         """Start decoding; segments are produced lazily, window by window."""
         recorder = _Recorder(self.model.model, cancel)
+        if options.encoder_padding_seconds is not None:
+            recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
         # Deterministic re-decodes instead of sampled ones, and loop checks (engines/fallback.py).
         WindowDecoder.install(model, fallback_on_low_confidence=len(options.temperatures) > 1, record=recorder.record)
+        language, language_probability = options.language, None
+        if language is None and len(options.languages) == 1:
+            language = options.languages[0]  # nothing to choose from
+        elif language is None and options.languages and self.is_multilingual:
+            language, language_probability = restricted_language(model.detect_language(audio)[2], options.languages)
         fw_segments, fw_info = model.transcribe(
             audio,
-            language=options.language,
+            language=language,
+            hotwords=", ".join(options.keywords) or None,
+            max_new_tokens=options.max_new_tokens,
             task=options.task,
             beam_size=options.beam_size,
             temperature=list(options.temperatures),
@@ -114,7 +145,9 @@ class WhisperEngine:
         info = TranscriptInfo(
             task=options.task,
             language=fw_info.language,
-            language_probability=float(fw_info.language_probability),
+            language_probability=float(
+                fw_info.language_probability if language_probability is None else language_probability
+            ),
             duration=duration,
             prompt_tokens=self.count_tokens(options.prompt) if options.prompt else 0,
             audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
@@ -202,6 +235,15 @@ def _find_generation(generations: list[_Generation], tokens: list[int]) -> _Gene
         if _find_subsequence(generation.sequence, tokens) >= 0:
             return generation
     return None
+
+
+def restricted_language(probabilities: list[tuple[str, float]], allowed: tuple[str, ...]) -> tuple[str, float]:
+    """The most probable of the ``allowed`` languages, from Whisper's detection over all of them."""
+    candidates = [(code, prob) for code, prob in probabilities if code in allowed]
+    if not candidates:
+        return allowed[0], 0.0
+    code, prob = max(candidates, key=lambda item: item[1])
+    return code, float(prob)
 
 
 def cuda_available() -> bool:

@@ -93,6 +93,7 @@ def default_test_config() -> dict[str, object]:
             "gpt-4o-mini-transcribe": {"model": "base", "usage": "tokens"},
             "gpt-4o-mini-transcribe-2025-12-15": {"model": "base", "usage": "tokens"},
             "gpt-4o-transcribe-diarize": {"model": "base", "usage": "tokens", "diarize": True},
+            "gpt-transcribe": {"model": "base", "usage": "tokens"},
         },
         "preload_models": ["base"],
     }

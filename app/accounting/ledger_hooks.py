@@ -60,6 +60,13 @@ class LedgerHooks:
             return
         self._writer.submit(self.ledger.record, event).add_done_callback(_log_failure)
 
+    def record_event(self, event: UsageEvent) -> None:
+        """Write one ledger row (e.g. a realtime session's), off the caller's thread."""
+        if self._writer is None:
+            self.ledger.record(event)
+            return
+        self._writer.submit(self.ledger.record, event).add_done_callback(_log_failure)
+
     def close(self) -> None:
         """Write every queued row, then stop the writer thread."""
         if self._writer is not None:

@@ -9,6 +9,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
+REALTIME_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 
 
 class _Slots(Protocol):
@@ -57,6 +58,33 @@ class Metrics:
             "stt_model_unloads_total", "Models unloaded after idling.", ["model"], registry=self.registry
         )
         self.models_loaded = Gauge("stt_models_loaded", "Models in memory now.", registry=self.registry)
+        self.realtime_sessions = Gauge(
+            "stt_realtime_sessions_active", "Realtime transcription sessions open now.", registry=self.registry
+        )
+        self.realtime_sessions_total = Counter(
+            "stt_realtime_sessions_total",
+            "Realtime sessions ended, by model and WebSocket close code.",
+            ["model", "close_code"],
+            registry=self.registry,
+        )
+        self.realtime_turn_latency = Histogram(
+            "stt_realtime_turn_latency_seconds",
+            "Realtime: wall time from a turn's end (speech_stopped or commit) to its completed transcript.",
+            ["model"],
+            buckets=REALTIME_BUCKETS,
+            registry=self.registry,
+        )
+        self.realtime_first_delta = Histogram(
+            "stt_realtime_first_delta_seconds",
+            "Realtime: wall time from a turn's start (speech_started) to its first transcript delta.",
+            ["model"],
+            buckets=REALTIME_BUCKETS,
+            registry=self.registry,
+        )
+        self.realtime_audio_seconds = Counter(
+            "stt_realtime_audio_seconds_total", "Seconds of audio received by realtime sessions.", ["model"],
+            registry=self.registry,
+        )  # fmt: skip
 
     def watch_slots(self, slots: Mapping[str, _Slots]) -> None:
         """Report each model's queue depth and running inferences whenever metrics are scraped."""

@@ -194,6 +194,37 @@ def _language(fields: Fields) -> str | None:
     return code
 
 
+MAX_KEYWORDS = 100
+MAX_KEYWORD_CHARS = 200
+
+
+def parse_keywords(values: list[str], param: str = "keywords") -> tuple[str, ...]:
+    """Words or phrases to favour: stripped, non-empty, at most ``MAX_KEYWORDS`` of reasonable length."""
+    keywords = tuple(value.strip() for value in values if value.strip())
+    if len(keywords) > MAX_KEYWORDS:
+        raise invalid_value(param, f"At most {MAX_KEYWORDS} keywords are supported, got {len(keywords)}.")
+    for keyword in keywords:
+        if len(keyword) > MAX_KEYWORD_CHARS:
+            raise invalid_value(param, f"Each keyword must be at most {MAX_KEYWORD_CHARS} characters.")
+    return keywords
+
+
+def parse_languages(values: list[str], param: str = "languages") -> tuple[str, ...]:
+    """ISO-639-1 codes (or English names) of the possible languages, normalised, without duplicates."""
+    codes: list[str] = []
+    for value in values:
+        if not value.strip():
+            continue
+        code = normalize_language(value)
+        if code is None:
+            raise invalid_value(
+                param, f"Unsupported language {value!r}; use ISO-639-1 codes such as 'en'.", code="unsupported_value"
+            )
+        if code not in codes:
+            codes.append(code)
+    return tuple(codes)
+
+
 def _chunking(fields: Fields) -> ChunkingStrategy | None:
     obj: dict[str, Any] | None = fields.objects.get("chunking_strategy")
     raw = fields.text("chunking_strategy")
@@ -338,4 +369,6 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        keywords=parse_keywords(fields.texts("keywords")),
+        languages=() if translate else parse_languages(fields.texts("languages")),
     )

@@ -10,7 +10,7 @@ from app.api.languages import language_name
 from app.api.openai_usage import duration_usage, usage_for
 from app.serving.protocol import AudioRequest, Rendered, ResponseFormat
 from app.settings import UsageKind
-from engines.types import Segment, TokenLogprob, Transcript
+from engines.types import Segment, TokenLogprob, Transcript, TranscriptResult
 
 JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
@@ -38,10 +38,17 @@ def logprobs_body(logprobs: list[TokenLogprob]) -> list[dict[str, Any]]:
     return [{"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.bytes)} for lp in logprobs]
 
 
+def languages_body(transcript: TranscriptResult) -> list[dict[str, str]]:
+    """OpenAI's ``languages``: the language the transcript was decoded in (reported when ``languages[]`` was sent)."""
+    return [{"code": transcript.info.language}] if transcript.text else []
+
+
 def json_body(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind) -> dict[str, Any]:
     body: dict[str, Any] = {"text": transcript.text}
     if request.logprobs:
         body["logprobs"] = logprobs_body(transcript.logprobs)
+    if request.languages:
+        body["languages"] = languages_body(transcript)
     if request.task == "transcribe":
         body["usage"] = usage_for(usage_kind, transcript)
     return body

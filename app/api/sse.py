@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 from app.api.errors import to_api_error
 from app.api.openai_usage import tokens_usage
-from app.api.render import logprobs_body
+from app.api.render import languages_body, logprobs_body
 from app.api.render_diarized import segment_event
 from app.serving.jobs import TranscriptionJob
 from app.serving.protocol import AudioRequest, StreamEvent
@@ -81,6 +81,8 @@ def transcript_events(job: TranscriptionJob[Segment]) -> AsyncIterator[StreamEve
     def finish(segments: list[Segment]) -> StreamEvent:
         transcript = Transcript(info=job.run.info, segments=segments)
         extra = {"logprobs": logprobs_body(transcript.logprobs)} if request.logprobs else {}
+        if request.languages:
+            extra["languages"] = languages_body(transcript)
         return _done(transcript, usage_kind, **extra)
 
     return _events(job, on_segment, finish)

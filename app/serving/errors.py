@@ -57,3 +57,7 @@ class ClientGone(ServingError):
 
     def __init__(self) -> None:
         super().__init__("The client closed the request before the transcript was ready.")
+
+
+class SessionLimitReached(ServingError):
+    """A realtime session would pass a per-key or per-model session limit (close 1013: try again later)."""

@@ -65,6 +65,8 @@ class AudioRequest:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    keywords: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

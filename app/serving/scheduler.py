@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 
 from app.serving.deadline import Deadline
 from app.serving.errors import QueueFull, TimedOut
@@ -40,6 +42,52 @@ class Reservation:
             slots.reserved -= 1
 
 
+class SlotQueue:
+    """A counting semaphore with two classes of waiters: normal ones first, then background ones (FIFO in each).
+
+    Background work (a live turn's speculative decodes) so only ever gets a slot nobody else wants,
+    and sessions waiting for one take turns. Ownerless, like a semaphore: any task may release.
+    """
+
+    def __init__(self, value: int) -> None:
+        self._value = value
+        self._normal: deque[anyio.Event] = deque()
+        self._background: deque[anyio.Event] = deque()
+
+    @property
+    def background_waiting(self) -> int:
+        return len(self._background)
+
+    def acquire_nowait(self) -> None:
+        if self._value == 0:
+            raise anyio.WouldBlock
+        self._value -= 1
+
+    async def acquire(self, *, background: bool = False) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._value > 0:  # a free slot means nobody waits: releases hand slots to waiters first
+            self._value -= 1
+            return
+        event = anyio.Event()
+        queue = self._background if background else self._normal
+        queue.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # handed a slot just as the wait was cancelled: pass it on
+            else:
+                queue.remove(event)
+            raise
+
+    def release(self) -> None:
+        for queue in (self._normal, self._background):
+            if queue:
+                queue.popleft().set()
+                return
+        self._value += 1
+
+
 class ModelSlots:
     """``concurrency`` inferences at once for one model; at most ``max_queue`` admitted requests behind them.
 
@@ -53,7 +101,7 @@ class ModelSlots:
         self.max_queue = max_queue
         self.reserved = 0
         self.running = 0
-        self._semaphore: anyio.Semaphore | None = None
+        self._semaphore: SlotQueue | None = None
         self._mean_run_seconds = 5.0  # a guess until real runs have been timed
 
     @property
@@ -62,11 +110,11 @@ class ModelSlots:
         return self.reserved - self.running
 
     @property
-    def semaphore(self) -> anyio.Semaphore:
+    def semaphore(self) -> SlotQueue:
         # Created on first use, inside the event loop that will use it. A semaphore rather than a
         # capacity limiter: a stream may be finished by a different task than the one that started it.
         if self._semaphore is None:
-            self._semaphore = anyio.Semaphore(self.concurrency)
+            self._semaphore = SlotQueue(self.concurrency)
         return self._semaphore
 
     def retry_after(self) -> int:
@@ -74,12 +122,31 @@ class ModelSlots:
         rounds = (self.waiting + 1) / self.concurrency
         return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(self._mean_run_seconds * rounds)))
 
-    def reserve(self) -> Reservation:
-        """Take a place at once, or raise QueueFull when every slot and queue place is taken."""
-        if self.reserved >= self.concurrency + self.max_queue:
+    def reserve(self, *, admitted: bool = False) -> Reservation:
+        """Take a place at once, or raise QueueFull when every slot and queue place is taken.
+
+        ``admitted`` work (a realtime session's turn) was limited when its session was admitted and
+        is never refused here; it still waits for a slot in order.
+        """
+        if not admitted and self.reserved >= self.concurrency + self.max_queue:
             raise QueueFull(self.model_id, self.running, self.waiting, self.retry_after())
         self.reserved += 1
         return Reservation(self)
+
+    @asynccontextmanager
+    async def run_in_background(self) -> AsyncIterator[None]:
+        """Wait for a slot behind every normal waiter, then run (a live turn's speculative decodes).
+
+        Whatever else waits for a slot, a turn's final decode or a file request, goes first; the
+        background waiters take turns among themselves. Cancel the wait to give up.
+        """
+        await self.semaphore.acquire(background=True)
+        self.reserved += 1
+        try:
+            async with self._running():
+                yield
+        finally:
+            self.reserved -= 1
 
     @asynccontextmanager
     async def run(self, deadline: Deadline | None) -> AsyncIterator[None]:
@@ -89,6 +156,12 @@ class ModelSlots:
         except TimeoutError:
             assert deadline is not None
             raise TimedOut(deadline.limit) from None
+        async with self._running():
+            yield
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[None]:
+        """Hold the acquired slot while running; give it back afterwards."""
         self.running += 1
         started = time.monotonic()
         try:

@@ -80,6 +80,12 @@ class TranscriptionService:
             raise InvalidInput(
                 "language", f"Model '{request.model}' is English-only; language must be 'en'.", code="unsupported_value"
             )
+        if request.languages and "en" not in request.languages and not engine.is_multilingual:
+            raise InvalidInput(
+                "languages",
+                f"Model '{request.model}' is English-only; languages must include 'en'.",
+                code="unsupported_value",
+            )
         temperatures = FALLBACK_TEMPERATURES if request.temperature == 0 else (request.temperature,)
         return DecodeOptions(
             task=request.task,
@@ -89,6 +95,8 @@ class TranscriptionService:
             word_timestamps=request.word_timestamps,
             logprobs=request.logprobs,
             beam_size=self.settings.models[model_id].beam_size,
+            keywords=request.keywords,
+            languages=request.languages,
         )
 
     def vad_params(self, chunking: ChunkingStrategy | None) -> VadParams | None:

@@ -1,0 +1,96 @@
+"""Ephemeral client secrets: short-lived, realtime-only credentials a browser may hold instead of an API key.
+
+``POST /v1/realtime/client_secrets`` (with a real key) returns ``ek_...`` and the session it
+configures. The secret opens realtime sessions, as many as wanted until it expires, on behalf of
+the key that created it (its limits and ledger rows are that key's); no HTTP endpoint accepts it.
+Secrets live in this process's memory, hashed: with several replicas, the one that issued a
+secret is the one that honours it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.api.auth import hash_key
+from app.api.errors import APIError, invalid_value
+from app.api.realtime import client_events as wire
+from app.serving.realtime import SessionConfig
+
+SECRET_PREFIX = "ek_"
+MAX_SECRETS = 10_000
+
+
+@dataclass(frozen=True)
+class ClientSecret:
+    key_name: str
+    expires_at: float
+    config: SessionConfig | None  # None: the server's default session
+
+
+class ClientSecretStore:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._secrets: dict[str, ClientSecret] = {}
+
+    def create(self, key_name: str, config: SessionConfig | None, seconds: int) -> tuple[str, int]:
+        value = SECRET_PREFIX + secrets.token_urlsafe(32)
+        expires_at = int(self._clock()) + seconds
+        with self._lock:
+            self._expire()
+            if len(self._secrets) >= MAX_SECRETS:
+                raise APIError(429, "Too many live client secrets; try again later.", type="server_overloaded",
+                               code="too_many_client_secrets")  # fmt: skip
+            self._secrets[hash_key(value)] = ClientSecret(key_name, expires_at, config)
+        return value, expires_at
+
+    def lookup(self, value: str) -> ClientSecret | None:
+        with self._lock:
+            self._expire()
+            return self._secrets.get(hash_key(value))
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for digest in [d for d, s in self._secrets.items() if s.expires_at <= now]:
+            del self._secrets[digest]
+
+
+class ExpiresAfter(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    anchor: str = "created_at"
+    seconds: int = Field(600, ge=10, le=7200)
+
+
+class SecretRequest(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+    expires_after: ExpiresAfter | None = None
+    session: dict[str, Any] | None = None
+
+
+def parse_secret_request(body: object) -> tuple[int | None, wire.TranscriptionSession | None]:
+    """The requested lifetime and transcription session; conversation sessions are refused."""
+    try:
+        request = SecretRequest.model_validate(body)
+        if request.expires_after is not None and request.expires_after.anchor != "created_at":
+            raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
+        session = request.session
+        if session is not None and session.get("type") != "transcription":
+            raise invalid_value(
+                "session.type",
+                "This server only serves transcription sessions: set session.type to 'transcription'.",
+                code="unsupported_value",
+            )
+        parsed = None if session is None else wire.TranscriptionSession.model_validate(session)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first.get("loc", ()))
+        raise invalid_value(param or "body", f"Invalid '{param}': {first.get('msg', '')}.") from None
+    seconds = request.expires_after.seconds if request.expires_after is not None else None
+    return seconds, parsed

@@ -1,0 +1,89 @@
+"""The realtime routes: the WebSocket ``/v1/realtime`` and ``POST /v1/realtime/client_secrets``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi.responses import JSONResponse
+
+from app.accounting.session_record import SessionRecord
+from app.api.auth import Principal
+from app.api.errors import APIError, invalid_value, to_api_error
+from app.api.realtime.client_secrets import ClientSecretStore, parse_secret_request
+from app.api.realtime.connection import RealtimeConnection, default_model, new_session_id
+from app.api.realtime.session_config import apply_update, default_config, session_body
+from app.api.realtime.ws_auth import authenticate, chosen_subprotocol, wants_beta
+from app.api.routes import require_key
+from app.serving.errors import ModelNotFound, ServingError
+from app.serving.service import TranscriptionService
+from app.settings import Settings
+from engines.live.vad_stream import SileroScorer
+
+realtime_socket = APIRouter()
+realtime_http = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
+
+
+async def _deny(websocket: WebSocket, error: APIError) -> None:
+    """Answer the upgrade request with a plain HTTP error (401 for a bad key), never upgrading."""
+    response = JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:  # a server without the denial-response extension: refuse the handshake (403)
+        await websocket.close(1008)
+
+
+@realtime_socket.websocket("/v1/realtime")
+async def realtime(websocket: WebSocket) -> None:
+    state = websocket.app.state
+    try:
+        grant = authenticate(websocket, state.authenticator, state.client_secrets)
+    except APIError as exc:
+        await _deny(websocket, exc)
+        return
+    beta = wants_beta(websocket)
+    await websocket.accept(subprotocol=chosen_subprotocol(websocket))
+    record = SessionRecord(state.metrics, state.hooks, grant.principal.name, new_session_id(), beta=beta)
+    connection = RealtimeConnection(
+        websocket,
+        settings=state.settings,
+        service=state.service,
+        registry=state.realtime_sessions,
+        hooks=state.hooks,
+        record=record,
+        scorer=SileroScorer(),
+        grant=grant,
+        beta=beta,
+    )
+    await connection.serve()
+
+
+@realtime_http.post("/realtime/client_secrets")
+async def create_client_secret(request: Request) -> JSONResponse:
+    settings: Settings = request.app.state.settings
+    service: TranscriptionService = request.app.state.service
+    store: ClientSecretStore = request.app.state.client_secrets
+    principal: Principal = request.state.principal
+    try:
+        body: Any = json.loads(await request.body() or b"{}")
+    except ValueError:
+        raise invalid_value("body", "The request body must be JSON.") from None
+    seconds, session = parse_secret_request(body)
+    config = default_config(default_model(settings))
+    try:
+        if session is not None:
+            config = apply_update(config, session)
+        service.resolve(config.transcription.model)
+    except ModelNotFound as exc:
+        raise APIError(400, str(exc), code="model_not_found", param="session.audio.input.transcription.model") from exc
+    except ServingError as exc:
+        raise to_api_error(exc) from exc
+    lifetime = seconds or settings.realtime.client_secret_seconds
+    value, expires_at = store.create(principal.name, config, lifetime)
+    return JSONResponse(
+        {"value": value, "expires_at": expires_at, "session": session_body(config, new_session_id(), expires_at)}
+    )
+
+
+__all__ = ["realtime_http", "realtime_socket"]

@@ -1,0 +1,1 @@
+"""Live transcription building blocks: input codecs, incremental VAD and turns, local agreement, decoding."""

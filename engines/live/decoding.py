@@ -1,0 +1,78 @@
+"""Decode one turn's audio into a hypothesis: its text and words, language, tokens and log-probs."""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engines.audio import SAMPLE_RATE, Samples
+from engines.types import DecodeOptions, TokenLogprob, Transcriber
+from engines.vad import VadParams, normalize_loudness, speech_regions
+from engines.whisper import ENCODER_POSITIONS_PER_SECOND
+
+# The same gate as unchunked file blocks: Whisper invents text on noise, so audio with no speech at
+# all (a manual commit of silence) is not decoded.
+SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
+DIGITAL_SILENCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What one decode of a turn (or of its first ``samples``) heard."""
+
+    text: str
+    language: str
+    language_probability: float
+    samples: int
+    output_tokens: int = 0
+    prompt_tokens: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / SAMPLE_RATE
+
+    @property
+    def audio_tokens(self) -> int:
+        return math.ceil(self.seconds * ENCODER_POSITIONS_PER_SECOND)
+
+
+def has_speech(audio: Samples) -> bool:
+    if audio.size == 0 or float(np.max(np.abs(audio))) < DIGITAL_SILENCE:
+        return False
+    return bool(speech_regions(normalize_loudness(audio), SPEECH_GATE))
+
+
+def decode_turn(
+    engine: Transcriber,
+    audio: Samples,
+    options: DecodeOptions,
+    cancel: threading.Event | None = None,
+    *,
+    gate: bool = False,
+) -> Hypothesis:
+    """Blocking: decode ``audio`` whole. With ``gate``, audio without any speech is not decoded."""
+    fallback_language = options.language or (options.languages[0] if options.languages else "en")
+    if gate and not has_speech(audio):
+        return Hypothesis("", fallback_language, 0.0, audio.size)
+    info, segments = engine.transcribe(audio, options, cancel)
+    try:
+        decoded = list(segments)
+    finally:
+        segments.close()
+    return Hypothesis(
+        text="".join(s.text for s in decoded).strip(),
+        language=info.language,
+        language_probability=info.language_probability,
+        samples=audio.size,
+        output_tokens=sum(len(s.tokens) for s in decoded),
+        prompt_tokens=info.prompt_tokens,
+        logprobs=[lp for s in decoded for lp in s.logprobs],
+    )

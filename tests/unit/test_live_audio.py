@@ -1,0 +1,107 @@
+"""Live input audio: G.711 expansion, streaming resampling to 16 kHz, and the incremental Silero VAD."""
+
+from __future__ import annotations
+
+import io
+
+import av
+import ctranslate2
+import numpy as np
+import pytest
+from faster_whisper.vad import get_vad_model
+
+from engines.audio import SAMPLE_RATE
+from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, Denoise, StreamConverter, decode_g711
+from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
+from engines.whisper import trim_padding
+
+
+@pytest.mark.parametrize(("law", "ffmpeg_format"), [("pcmu", "mulaw"), ("pcma", "alaw")])
+def test_g711_tables_match_ffmpeg(law: str, ffmpeg_format: str) -> None:
+    raw = bytes(range(256))
+    container = av.open(io.BytesIO(raw), mode="r", format=ffmpeg_format, options={"sample_rate": "8000"})
+    reference = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]).astype(np.int16)
+    assert np.array_equal(decode_g711(raw, law), reference)  # type: ignore[arg-type]
+
+
+def test_g711_tables_are_symmetric_and_16_bit() -> None:
+    assert ULAW_TABLE.max() == 32124 and ULAW_TABLE.min() == -32124
+    assert ALAW_TABLE.max() == 32256 and ALAW_TABLE.min() == -32256
+
+
+def _tone(rate: int, seconds: float) -> bytes:
+    t = np.arange(int(rate * seconds)) / rate
+    return (np.sin(2 * np.pi * 440 * t) * 0.5 * 32767).astype("<i2").tobytes()
+
+
+def test_pcm16_stream_is_resampled_once_whatever_the_append_sizes() -> None:
+    data = _tone(24_000, 1.0)
+    whole = StreamConverter("pcm16").convert(data)
+    converter = StreamConverter("pcm16")
+    rng = np.random.default_rng(1)
+    pieces, position = [], 0
+    while position < len(data):
+        size = int(rng.integers(1, 5000))  # odd sizes split samples across appends
+        pieces.append(converter.convert(data[position : position + size]))
+        position += size
+    streamed = np.concatenate(pieces)
+    assert streamed.size == whole.size
+    assert np.allclose(streamed, whole, atol=1e-6)
+    assert abs(whole.size - SAMPLE_RATE) <= 32  # the resampler holds back about 1 ms
+
+
+def test_pcm16_resampled_level_and_pitch_are_kept() -> None:
+    out = StreamConverter("pcm16").convert(_tone(24_000, 1.0))
+    assert 0.45 < float(np.max(np.abs(out))) < 0.55
+    spectrum = np.abs(np.fft.rfft(out[: SAMPLE_RATE // 2]))
+    assert abs(np.argmax(spectrum) * 2 - 440) <= 4
+
+
+def test_g711_is_upsampled_from_8_khz() -> None:
+    converter = StreamConverter("pcmu")
+    out = converter.convert(bytes([0xFF]) * 8000)  # one second of μ-law silence
+    assert abs(out.size - SAMPLE_RATE) <= 32
+    assert converter.samples_in(b"\x00" * 80) == 80
+
+
+def test_streaming_vad_equals_the_batch_vad() -> None:
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(FRAME_SAMPLES * 40) * 0.1).astype(np.float32)
+    audio[FRAME_SAMPLES * 10 : FRAME_SAMPLES * 20] += np.sin(np.arange(FRAME_SAMPLES * 10) / 7).astype(np.float32)
+    batch = get_vad_model()(audio)
+    vad = StreamingVad(SileroScorer())
+    probs, position = [], 0
+    for size in [100, 511, 513, 2000, 7, 4000, 9000] * 10:
+        probs.append(vad.feed(audio[position : position + size]))
+        position += size
+        if position >= audio.size:
+            break
+    streamed = np.concatenate(probs)
+    assert streamed.size == batch.size == vad.frames
+    assert np.allclose(streamed, batch, atol=1e-6)
+
+
+def test_trim_padding_keeps_the_audio_and_some_of_the_padding() -> None:
+    features = np.zeros((1, 80, 3000), np.float32)
+    features[:, :, :250] = -0.5
+    trimmed = np.asarray(trim_padding(ctranslate2.StorageView.from_array(features), 1000))
+    assert trimmed.shape == (1, 80, 1250)
+    assert np.array_equal(trimmed, features[:, :, :1250])
+    full = np.full((1, 80, 3000), 0.25, np.float32)
+    assert np.asarray(trim_padding(ctranslate2.StorageView.from_array(full), 1000)).shape == (1, 80, 3000)
+
+
+def test_the_denoiser_lowers_stationary_noise_and_keeps_the_stream_length() -> None:
+    rng = np.random.default_rng(3)
+    t = np.arange(24_000 * 2) / 24_000
+    tone = np.where((t > 0.8) & (t < 1.2), 0.5 * np.sin(2 * np.pi * 300 * t), 0.0)
+    noisy = tone + rng.standard_normal(t.size) * 0.005  # about -46 dBFS of white noise
+    data = (noisy * 32767).astype("<i2").tobytes()
+    plain = StreamConverter("pcm16").convert(data)
+    converter = StreamConverter("pcm16", Denoise())
+    denoised = np.concatenate([converter.convert(data[i : i + 4800]) for i in range(0, len(data), 4800)])
+    assert abs(denoised.size - plain.size) < 400  # about 12 ms of filter delay
+    quiet = slice(int(0.2 * SAMPLE_RATE), int(0.7 * SAMPLE_RATE))
+    assert np.std(denoised[quiet]) < 0.5 * np.std(plain[quiet])
+    loud = slice(int(0.9 * SAMPLE_RATE), int(1.1 * SAMPLE_RATE))
+    assert np.std(denoised[loud]) > 0.8 * np.std(plain[loud])
