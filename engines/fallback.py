@@ -81,6 +81,7 @@ class WindowDecoder:
         self.record = record
         self._encode = model.encode
         self._frames: int | None = None  # mel frames of audio in the window being decoded
+        self._hint: list[int] = []  # the keyword tokens that open the window's prompt
 
     @classmethod
     def install(cls, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> WindowDecoder:
@@ -100,8 +101,12 @@ class WindowDecoder:
         self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any
     ) -> tuple[Any, float, float, float]:
         """Same contract as faster-whisper's: (result, avg_logprob, temperature, compression_ratio)."""
-        previous = _previous_text(prompt, tokenizer)
-        bare = prompt[prompt.index(tokenizer.sot) :] if previous else prompt
+        # Keywords (faster-whisper's hotwords) open the previous-text part of the prompt: they stay
+        # in every re-decode, and are not text that a window could copy.
+        self._hint = _hotword_tokens(prompt, tokenizer, options, self.model.max_length)
+        previous = _previous_text(prompt, tokenizer, len(self._hint))
+        opening = [tokenizer.sot_prev, *self._hint] if self._hint else []
+        bare = opening + prompt[prompt.index(tokenizer.sot) :] if previous else prompt
         plans: list[tuple[str, list[int], float, bool]] = [("requested", prompt, options.temperatures[0], False)]
         if previous:
             plans.append(("without previous text", bare, 0.0, False))
@@ -183,7 +188,7 @@ class WindowDecoder:
 
     def _check(self, tokens: list[int], tokenizer: Any, prompt: list[int]) -> WindowCheck:
         text_tokens = [t for t in tokens if t < tokenizer.eot]
-        return check_window(tokenizer.decode(tokens), text_tokens, _previous_text(prompt, tokenizer))
+        return check_window(tokenizer.decode(tokens), text_tokens, _previous_text(prompt, tokenizer, len(self._hint)))
 
     def _cut(self, attempt: Attempt, encoder_output: Any, prompt: list[int], tokenizer: Any) -> Attempt | None:
         """The attempt up to where its loop starts, re-timed from the audio; None when too little is left."""
@@ -207,11 +212,20 @@ class WindowDecoder:
         )
 
 
-def _previous_text(prompt: list[int], tokenizer: Any) -> list[int]:
-    """The previous-text tokens of a prompt: between <|startofprev|> and <|startoftranscript|>."""
+def _previous_text(prompt: list[int], tokenizer: Any, hint: int = 0) -> list[int]:
+    """Previous-text tokens of a prompt: after <|startofprev|> and ``hint`` keywords, before <|startoftranscript|>."""
     if not prompt or prompt[0] != tokenizer.sot_prev:
         return []
-    return [t for t in prompt[1 : prompt.index(tokenizer.sot)] if t < tokenizer.eot]
+    return [t for t in prompt[1 + hint : prompt.index(tokenizer.sot)] if t < tokenizer.eot]
+
+
+def _hotword_tokens(prompt: list[int], tokenizer: Any, options: Any, max_length: int) -> list[int]:
+    """The hotword tokens at the start of ``prompt``, as faster-whisper's ``get_prompt`` puts them there."""
+    hotwords = getattr(options, "hotwords", None)
+    if not hotwords or getattr(options, "prefix", None) or not prompt or prompt[0] != tokenizer.sot_prev:
+        return []
+    tokens: list[int] = tokenizer.encode(" " + hotwords.strip())[: max_length // 2 - 1]
+    return tokens if prompt[1 : 1 + len(tokens)] == tokens else []
 
 
 def _text_segments(tokens: list[int], tokenizer: Any, *, keep: int) -> list[list[int]]:

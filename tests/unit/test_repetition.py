@@ -246,3 +246,20 @@ def test_a_real_repetition_survives_when_every_decode_hears_it() -> None:
     script = {(False, False): (looping, -0.2), (False, True): (looping, -0.4)}
     result, avg_logprob, _, _, _ = decode(script, word_seconds=0.0)
     assert [t for t in result.sequences_ids[0] if t < EOT] == SENTENCE * 5 and avg_logprob == pytest.approx(-0.2)
+
+
+class HotwordTokenizer(FakeTokenizer):
+    def encode(self, text: str) -> list[int]:
+        return [900 + len(word) for word in text.split()]
+
+
+def test_re_decodes_keep_the_keywords_and_drop_only_the_previous_text() -> None:
+    model = FakeWhisperModel({(True, False): (timed(OTHER), -2.0), (True, True): (timed(OTHER), -2.0)}, 0.5)
+    decoder = WindowDecoder.install(model, fallback_on_low_confidence=True)
+    hint = HotwordTokenizer().encode(" Siobhan Kowalczyk")
+    prompt = [SOT_PREV, *hint, *SENTENCE, *SOT_SEQUENCE]
+    options = SimpleNamespace(**vars(fw_options()), hotwords="Siobhan Kowalczyk", prefix=None)
+    decoder(model.encode(np.full((80, 3000), -0.5, dtype=np.float32)), prompt, HotwordTokenizer(), options)
+    prompts = [call["prompt"] for call in model.model.calls]
+    assert prompts[0] == prompt
+    assert prompts[1:] == [[SOT_PREV, *hint, *SOT_SEQUENCE]] * 2  # without the previous text, with the keywords
