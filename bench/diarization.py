@@ -132,7 +132,7 @@ def build_cases(workdir: Path) -> list[Case]:
     # The test module is the single definition of the dialogues and of the sample's ground truth; it skips
     # itself (a BaseException) when an optional extra is missing, so import it only after the check above.
     try:
-        from tests.e2e.test_diarization_engines import DIALOGUE, MEETING, conversation, pyannote_sample
+        from tests.diarization_audio import DIALOGUE, MEETING, conversation, pyannote_sample
     except ImportError as exc:
         raise BenchError(
             f"cannot import the dialogue builders from tests/e2e/test_diarization_engines.py: {exc}"
@@ -250,7 +250,7 @@ def bench_diarizer(cases: Sequence[Case], runs: int) -> InProcess:
         print(f"diarizer: {case.name} (first call + {runs} runs) …", flush=True)
 
         def once(case: Case = case) -> list[SpeakerTurn]:
-            return diarizer.diarize(case.audio, DiarizationOptions())
+            return diarizer.diarize(case.audio, DiarizationOptions()).turns
 
         timed[case.name], turns = time_calls(runs, once, own_cpu_seconds)
         scored[case.name] = score(case, speaker_turns(turns))

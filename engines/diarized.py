@@ -91,7 +91,8 @@ class DiarizedRun:
         return self.run.info
 
     def _turns(self) -> list[SpeakerTurn]:
-        turns = self.diarizer.diarize(self.audio, self.options)
+        # One speaker at a time: where voices overlap, the words go to the dominant one.
+        turns = self.diarizer.diarize(self.audio, self.options).exclusive
         return name_speakers(
             turns, diarizer=self.diarizer, audio=self.audio, references=self.references, threshold=self.threshold
         )

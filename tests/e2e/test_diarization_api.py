@@ -14,7 +14,7 @@ import pytest
 from openai.types.audio import TranscriptionDiarized
 
 from engines.diarization.types import SpeakerTurn
-from tests.e2e.test_diarization_engines import (
+from tests.diarization_audio import (
     DIALOGUE,
     FEMALE,
     MALE,
