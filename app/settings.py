@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     default_chunking_strategy: Literal["none", "auto"] = Field(
         "none", description="Chunking when a request sets none: `none` (one block, as OpenAI) or `auto` (VAD)."
     )
+    default_channels: Literal["mix", "separate", "auto"] = Field(
+        "mix",
+        description="Multi-channel audio when a request sets no `channels`: `mix` (down-mix to mono), `separate` "
+        "(transcribe each channel, one speaker per channel) or `auto` (separate when the channels carry different "
+        "talkers).",
+    )
     vad_threshold: float = Field(0.5, ge=0, le=1, description="Silero speech threshold for `auto` chunking.")
     vad_silence_duration_ms: int = Field(500, ge=0, description="Silence that ends a speech region for `auto`.")
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before and after speech for `auto`.")

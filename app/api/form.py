@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.datastructures import FormData, UploadFile
 
@@ -120,6 +120,26 @@ def _speaker_counts(fields: Fields) -> tuple[int | None, int | None, int | None]
     if low is not None and high is not None and low > high:
         raise invalid_value("min_speakers", f"min_speakers ({low}) is larger than max_speakers ({high}).")
     return num, low, high
+
+
+CHANNEL_MODES = ("mix", "separate", "auto")
+
+
+def _channels(fields: Fields) -> Literal["mix", "separate", "auto"] | None:
+    """``channels`` (sent with ``extra_body``): how multi-channel audio is transcribed; unset: the server's default."""
+    raw = fields.text("channels")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value == "mix":
+        return "mix"
+    if value == "separate":
+        return "separate"
+    if value == "auto":
+        return "auto"
+    raise invalid_value(
+        "channels", f"Unsupported channels {raw!r}; use one of: {', '.join(CHANNEL_MODES)}.", code="unsupported_value"
+    )
 
 
 def _required_text(fields: Fields, key: str) -> str:
@@ -294,4 +314,5 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        channels=None if translate else _channels(fields),
     )

@@ -65,6 +65,7 @@ class AudioRequest:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    channels: Literal["mix", "separate", "auto"] | None = None  # None: the server's default_channels
 
 
 @dataclass(frozen=True)

