@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import threading
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.common import render_table, write_wav
-from engines.audio import AudioFile
+import numpy as np
+import numpy.typing as npt
+
+from bench.common import render_table
+from engines.audio import SAMPLE_RATE, AudioFile
 from engines.channels import ChannelRun, check_channels, split_blocks
 from engines.diarized import SpeakerSegment
 from engines.longform import LongFormConfig, LongFormRun
@@ -20,8 +25,6 @@ BLOCK_SECONDS = 60.0
 
 def stereo_cases(shared: Path, workdir: Path) -> list[tuple[str, bytes, list[str]]]:
     """Every shared stereo recording with per-channel references (.ch0.txt, .ch1.txt), and a generated call."""
-    import numpy as np
-
     from tests.diarization_audio import two_voice_call
 
     cases = []
@@ -32,10 +35,20 @@ def stereo_cases(shared: Path, workdir: Path) -> list[tuple[str, bytes, list[str
     voices = workdir / "call-voices"
     voices.mkdir(exist_ok=True)
     stereo, texts = two_voice_call(voices)
-    path = workdir / "espeak_call_overlap.wav"
-    write_wav(path, np.ascontiguousarray(stereo.T))
-    cases.append((path.stem, path.read_bytes(), texts))
+    cases.append(("espeak_call_overlap", stereo_wav(stereo), texts))
     return cases
+
+
+def stereo_wav(samples: npt.NDArray[np.float32]) -> bytes:
+    """(channels, samples) float32 in [-1, 1] as 16-bit PCM WAV bytes."""
+    pcm = (np.clip(samples.T, -1.0, 1.0) * 32767.0).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(samples.shape[0])
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
 
 
 def transcribe_mix(engine: Transcriber, data: bytes) -> str:

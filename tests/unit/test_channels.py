@@ -145,3 +145,25 @@ def test_channel_run_streams_without_reading_a_whole_channel_first() -> None:
     for _ in range(4):
         next(segments)
     assert left.pulled <= 3 and right.pulled <= 3
+
+
+def test_request_field_wins_over_the_server_default() -> None:
+    from app.serving.channels import channel_mode, wants_separate
+    from app.serving.protocol import AudioRequest
+    from app.settings import Settings
+
+    settings = Settings(models={"base": {"source": "embedded:base"}}, default_channels="auto")
+    stereo = stereo_wav(call())
+    mono_copy = stereo_wav(np.stack([tone(3, 200), tone(3, 200)]))
+
+    def request(channels: str | None, task: str = "transcribe") -> AudioRequest:
+        return AudioRequest(task=task, file=stereo, model="base", channels=channels)  # type: ignore[arg-type]
+
+    assert channel_mode(request(None), settings) == "auto"
+    assert channel_mode(request("mix"), settings) == "mix"
+    assert channel_mode(request(None, task="translate"), settings) == "mix"
+    assert wants_separate(request(None), settings, AudioFile(stereo))
+    assert not wants_separate(request(None), settings, AudioFile(mono_copy))
+    assert not wants_separate(request("mix"), settings, AudioFile(stereo))
+    assert wants_separate(request("separate"), Settings(), AudioFile(mono_copy))  # asked for: no detection
+    assert not wants_separate(request("separate"), Settings(), AudioFile(stereo_wav(tone(2, 200)[None])))
