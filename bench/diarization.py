@@ -243,6 +243,7 @@ def server_table(cases: Sequence[Case], servers: Mapping[str, Mapping[str, Any]]
 
 
 def run(args: argparse.Namespace) -> int:
+    from bench.diarization_calibration import calibrate, calibration_table
     from bench.diarization_channels import channel_table, channel_wer
 
     started = datetime.now(UTC)
@@ -253,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         cases = build_cases(workdir, synthetic=not args.no_synthetic)
         results = {engine: bench_engine(engine, cases, args.runs) for engine in engines}
         loads["after_engines"] = load_average()
+        calibration = None if args.no_calibration else calibrate(shared_dir())
         channels = [] if args.no_channels else channel_wer(shared_dir(), workdir)
         loads["after_channels"] = load_average()
         server = {engine: bench_server(cases, workdir, engine) for engine in engines} if args.server else None
@@ -266,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(available_cores(), loads),
         "cases": [{"name": c.name, "audio_s": round(c.seconds, 3), "speakers": c.speakers} for c in cases],
         "engines": results,
+        "known_speaker_calibration": calibration,
         "channels": channels,
         "server": server,
     }
@@ -276,6 +279,9 @@ def run(args: argparse.Namespace) -> int:
     print(der_table(cases, results))
     print()
     print(summary_table(cases, results))
+    if calibration is not None:
+        print("\nKnown-speaker threshold (embedded engine): cosine of a reference clip and a speaker's speech")
+        print(calibration_table(calibration))
     if channels:
         print("\nPer-channel transcription (Whisper base): WER down-mixed vs each channel alone")
         print(channel_table(channels))
@@ -299,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="timed runs per file, after one first call")
     parser.add_argument("--server", action="store_true", help="also measure DER through the real server")
     parser.add_argument("--no-channels", action="store_true", help="skip the per-channel WER part (needs Whisper)")
+    parser.add_argument("--no-calibration", action="store_true", help="skip the known-speaker threshold part")
     parser.add_argument("--no-synthetic", action="store_true", help="leave out the espeak conversations")
     parser.add_argument("--out", type=Path, help="JSON results (default: bench/results/diarization-<ts>.json)")
     args = parser.parse_args(argv)
