@@ -76,6 +76,13 @@ def test_every_format_gets_both_channels(client: openai.OpenAI) -> None:
     assert "horizon" in verbose.text.lower() and "wizard" in verbose.text.lower()
     text = client.audio.transcriptions.create(model="whisper-1", file=audio, extra_body=extra).text
     assert "horizon" in text.lower() and "wizard" in text.lower()
+    events = list(
+        client.audio.transcriptions.create(
+            model="whisper-1", file=audio, response_format="diarized_json", stream=True, extra_body=extra
+        )
+    )
+    assert {cast(Any, e).speaker for e in events if e.type == "transcript.text.segment"} == {"A", "B"}
+    assert events[-1].type == "transcript.text.done"
 
 
 def test_a_mono_signal_copied_into_both_channels_is_left_alone(client: openai.OpenAI) -> None:
