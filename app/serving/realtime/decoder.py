@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
 POLL_SECONDS = 0.1  # how often an open turn is checked for enough new audio
+LIVE_PACING = 1.0  # new audio a live decode waits for, in multiples of how long the last one took
 # Token budgets per decode: speech needs about 5 tokens a second; a decode looping on cut-off audio
 # would otherwise run to Whisper's limit (and take seconds).
 LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA = 8, 16
@@ -142,7 +143,11 @@ class TurnDecoder:
         pause_needed = min(SPECULATE_AFTER_PAUSE_SECONDS * SAMPLE_RATE, silence_ms * SAMPLE_RATE // 2000)
         if turn.paused and turn.speculative_epoch != turn.speech_epoch and end - turn.speech_end >= pause_needed:
             return turn, "speculative"
-        if end - turn.decoded_to >= session.policy.step_seconds * SAMPLE_RATE:
+        # A long turn's live decode takes longer than a step on a slow machine: wait for as much new
+        # audio as the last decode took, so live decodes use at most about half of the time and a
+        # final (this session's or another's) finds the model free soon.
+        step = max(session.policy.step_seconds, LIVE_PACING * turn.live_seconds)
+        if end - turn.decoded_to >= step * SAMPLE_RATE:
             return turn, "live"
         return None
 
@@ -172,7 +177,10 @@ class TurnDecoder:
                 else:
                     self.stats.live += 1
                 options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative")
+                started = time.perf_counter()
                 hypothesis = await self._decode(turn, kind, audio, options)
+                if kind == "live":
+                    turn.live_seconds = time.perf_counter() - started
         self._waiting = None
         if hypothesis is None:
             return

@@ -31,6 +31,7 @@ class LiveTurn:
     paused: bool = False
     speech_epoch: int = 0  # bumped whenever speech (re)starts, so older speculative decodes are stale
     decoded_to: int = 0  # end of the audio the last live decode covered
+    live_seconds: float = 0.0  # how long the last live decode took (it paces the next one)
     language: str | None = None  # pinned by the first confident detection
     speculative: Hypothesis | None = None
     speculative_epoch: int = -1
