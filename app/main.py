@@ -27,6 +27,7 @@ from app.serving.factory import Loader, build_service
 from app.serving.realtime import SessionRegistry
 from app.serving.service import TranscriptionService
 from app.settings import Settings
+from app.web import web
 from engines.errors import ModelLoadError
 from engines.manager import ModelManager
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
     app.include_router(realtime_socket)
     app.include_router(admin)
     app.include_router(public)
+    app.include_router(web)
     limits = BodyLimits(
         max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES + settings.max_form_field_bytes,
         upload_limit=settings.max_upload_bytes,
