@@ -291,10 +291,10 @@ def test_upload_of_a_real_recording(browser: Chrome, web_server: RunningServer, 
     status = browser.find_element(By.ID, "file-status").text
     assert status.startswith("Done in"), status
 
-    # A click on a segment plays that part of the audio.
+    # A click on a segment plays the audio from there.
     last = found[-1]
     last["element"].click()
-    wait(browser, lambda d: player_state(d)[0] >= last["start"], 20, "playback of the last segment")
+    wait(browser, lambda d: player_state(d)[0] >= last["start"] + 0.3, 20, "playback of the last segment")
     assert "playing" in (last["element"].get_attribute("class") or "")
     screenshot(browser, shots, "03-playground-transcript")
     assert page_errors(browser) == []
@@ -375,6 +375,14 @@ def test_diarized_view_with_two_speakers(browser: Chrome, web_server: RunningSer
     assert len(set(colours.values())) == len(colours), colours
     morgan = " ".join(s["text"] for s in found if s["speaker"] == "Morgan").lower()
     assert "budget" in morgan or "travel" in morgan, found
+
+    # A click on a segment plays that part, and only that part, of the audio.
+    third = found[2]
+    third["element"].click()
+    wait(browser, lambda d: not player_state(d)[1], 10, "playback")
+    assert player_state(browser)[0] >= third["start"] - 0.05
+    wait(browser, lambda d: player_state(d)[1], third["end"] - third["start"] + 10, "the end of the segment")
+    assert third["end"] - 0.1 <= player_state(browser)[0] <= third["end"] + 0.6, (player_state(browser), third)
     screenshot(browser, shots, "04-playground-diarized")
     assert page_errors(browser) == []
 

@@ -460,7 +460,16 @@ function playSegment(item, segment) {
   item.classList.add("playing");
   state.stopAt = segment.end;
   player.currentTime = segment.start;
-  player.play().catch((err) => reportError(`Could not play the audio: ${err.message}`));
+  player
+    .play()
+    .then(() => requestAnimationFrame(watchSegmentEnd))
+    .catch((err) => reportError(`Could not play the audio: ${err.message}`));
+}
+
+function watchSegmentEnd() {
+  // timeupdate comes only every 250 ms or so: check each frame too, to stop close to the segment's end.
+  stopAtSegmentEnd();
+  if (state.stopAt !== null && !$("player").paused) requestAnimationFrame(watchSegmentEnd);
 }
 
 function stopAtSegmentEnd() {
