@@ -255,6 +255,18 @@ def test_a_wrong_key_gives_a_readable_error(browser: Chrome, web_server: Running
     assert "Incorrect API key provided" in error.text and "401" in error.text, error.text
     assert "sk-gateway-not-a-real-key" not in error.text
     screenshot(browser, shots, "01-playground-wrong-key")
+
+    # Live mode: the client secret cannot be minted with a wrong key, and the page says why.
+    browser.find_element(By.ID, "tab-live").click()
+    browser.find_element(By.ID, "live-start").click()
+
+    def start_error(d: Chrome) -> str:
+        text = str(d.find_element(By.ID, "error").text)
+        return text if "could not start" in text else ""
+
+    message = wait(browser, start_error, 20, "error")
+    assert "Incorrect API key provided" in message and "401" in message, message
+    assert browser.find_element(By.ID, "live-start").is_enabled()
     assert page_errors(browser) == []
 
 

@@ -62,7 +62,7 @@ export class LiveSession {
       this.view.vad(false);
       this.view.status(`Listening${this.model ? ` (${this.model})` : ""}: speak now.`, true);
     } catch (err) {
-      this.view.error(err.message || String(err));
+      this.view.error(`Live transcription could not start: ${err.message || err}`);
       this.teardown();
     }
   }
