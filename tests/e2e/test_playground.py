@@ -335,22 +335,41 @@ def test_srt_download_is_the_servers_srt(
     assert downloaded(downloads, "fox.vtt").startswith("WEBVTT\n\n00:00:0")
 
 
-def test_streaming_shows_the_text(browser: Chrome, web_server: RunningServer, media: Path) -> None:
+def test_streaming_with_vad_chunking_shows_the_text(browser: Chrome, web_server: RunningServer, media: Path) -> None:
     audio = espeak(media / "stream.wav", "Seven green apples fell from the tall tree.")
     open_page(browser, web_server, "playground")
     use_key(browser, web_server.api_key)
     browser.find_element(By.ID, "stream").click()
+    select(browser, "chunking", "auto")
     transcribe(browser, audio, response_format="json")
     text = browser.find_element(By.ID, "streamed").text
     plain = httpx.post(
         f"{web_server.v1}/audio/transcriptions",
         headers={"Authorization": f"Bearer {web_server.api_key}"},
         files={"file": ("stream.wav", audio.read_bytes())},
-        data={"model": "whisper-1", "response_format": "text"},
+        data={"model": "whisper-1", "response_format": "text", "chunking_strategy": "auto"},
         timeout=120,
     )
     assert text == plain.text.strip() and "apples" in text, text
     assert '"transcript.text.done"' in (browser.find_element(By.ID, "raw").get_attribute("textContent") or "")
+
+
+def test_record_from_the_microphone(browser: Chrome, web_server: RunningServer) -> None:
+    # The fake microphone plays the live test's file (LIVE_TEXT) from its start for each new capture.
+    open_page(browser, web_server, "playground")
+    use_key(browser, web_server.api_key)
+    browser.find_element(By.ID, "record").click()
+    wait(browser, lambda d: d.find_element(By.ID, "record-state").text == "recording…", 20, "the recording")
+    time.sleep(4.5)
+    browser.find_element(By.ID, "record").click()
+    wait(browser, lambda d: d.find_element(By.ID, "record-state").text.startswith("recorded"), 20, "the stop")
+    select(browser, "model", "whisper-1")
+    browser.find_element(By.ID, "transcribe").click()
+    wait(browser, lambda d: d.find_element(By.ID, "result").get_attribute("data-state") == "done", 120, "transcript")
+    text = " ".join(s["text"] for s in segments(browser)).lower()
+    spoken = set(LIVE_TEXT.split()[:8])
+    assert len(spoken & set(re.findall(r"[a-z']+", text))) >= 3, text
+    assert page_errors(browser) == []
 
 
 def _dialogue(media: Path) -> Path:
