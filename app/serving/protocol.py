@@ -67,6 +67,7 @@ class AudioRequest:
     max_speakers: int | None = None
     keywords: tuple[str, ...] = ()
     languages: tuple[str, ...] = ()
+    channels: Literal["mix", "separate", "auto"] | None = None  # None: the server's default_channels
 
 
 @dataclass(frozen=True)

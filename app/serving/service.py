@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from app.serving.channels import build_channel_run, check_request, wants_separate
 from app.serving.deadline import Deadline
 from app.serving.diarizers import DiarizerHolder
 from app.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable
@@ -18,6 +19,7 @@ from app.serving.protocol import AudioRequest, ChunkingStrategy, ModelRoute, Res
 from app.serving.scheduler import ModelSlots, Reservation
 from app.settings import Settings
 from engines.audio import SAMPLE_RATE, AudioFile, decode_audio
+from engines.channels import ChannelRun
 from engines.diarization.types import DiarizationOptions, Diarizer, Embedding
 from engines.diarized import DiarizedRun
 from engines.errors import AudioDecodeError, AudioTooLongError, ModelLoadError
@@ -136,6 +138,7 @@ class TranscriptionService:
         speakers = self.wants_speakers(request, route)
         if speakers and request.logprobs:
             raise InvalidInput("include", "include[]=logprobs is not available with speaker diarization.")
+        check_request(request)
         return Admission(request, route, speakers, self.slots[route.model_id].reserve())
 
     async def start(self, admission: Admission, deadline: Deadline) -> TranscriptionJob[Any]:
@@ -159,8 +162,27 @@ class TranscriptionService:
             deadline.check()
             cancel = threading.Event()
             config = LongFormConfig(block_seconds=settings.block_seconds, vad=self.vad_params(request.chunking))
-            run: LongFormRun | DiarizedRun
-            if speakers:
+            run: LongFormRun | DiarizedRun | ChannelRun
+            if await anyio.to_thread.run_sync(wants_separate, request, settings, audio):
+                # One speaker per channel: each channel transcribed on its own, merged in time order.
+                engine = await self._lease(resources, route.model_id, deadline)
+                options = self.decode_options(request, engine, route.model_id)
+                run = await anyio.to_thread.run_sync(
+                    lambda: build_channel_run(
+                        request,
+                        audio,
+                        engine,
+                        options,
+                        config,
+                        cancel,
+                        diarizer=self._diarizer,
+                        references=lambda model: self._reference_embeddings(request, model),
+                        threshold=settings.diarization.match_threshold,
+                    )
+                )
+                plain = request.response_format is ResponseFormat.VERBOSE_JSON
+                presenter = self.presenters.plain if plain else self.presenters.speakers
+            elif speakers:
                 samples = await anyio.to_thread.run_sync(audio.samples)
                 diarizer = await anyio.to_thread.run_sync(self._diarizer)
                 references = await anyio.to_thread.run_sync(self._reference_embeddings, request, diarizer)

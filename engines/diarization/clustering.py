@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 
 from engines.diarization.types import SpeakerTurn
 
@@ -169,17 +170,93 @@ def region_turns(labels: Labels, region: Window, frame_seconds: float) -> list[t
     ]
 
 
-def build_turns(pieces: list[tuple[float, float, int]], *, merge_gap: float) -> list[SpeakerTurn]:
-    """Join same-speaker pieces separated by at most ``merge_gap`` s; name speakers by first appearance."""
+def build_turns(pieces: list[tuple[float, float, int]], *, merge_gap: float, named: bool = True) -> list[SpeakerTurn]:
+    """Join same-speaker pieces separated by at most ``merge_gap`` s; name speakers by first appearance.
+
+    With ``named=False`` the speaker of each turn is the cluster number as a string.
+    """
     joined: list[tuple[float, float, int]] = []
     for start, end, label in sorted(pieces):
         if joined and joined[-1][2] == label and start - joined[-1][1] <= merge_gap:
             joined[-1] = (joined[-1][0], max(joined[-1][1], end), label)
         else:
             joined.append((start, end, label))
+    if not named:
+        return [SpeakerTurn(round(float(s), 3), round(float(e), 3), str(label)) for s, e, label in joined]
     names: dict[int, str] = {}
     turns = []
     for start, end, label in joined:
         name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
         turns.append(SpeakerTurn(start=round(float(start), 3), end=round(float(end), 3), speaker=name))
     return turns
+
+
+def agglomerate(
+    embeddings: Matrix,
+    seconds: npt.NDArray[np.float32],
+    *,
+    threshold: float,
+    min_clusters: int = 1,
+    max_clusters: int | None = None,
+    min_speaker_s: float = 0.0,
+    keep_threshold: float | None = None,
+    cannot_link: npt.NDArray[np.bool_] | None = None,
+    penalty: float = 1.0,
+) -> Labels:
+    """Average-linkage clustering on cosine distance, with the speech each embedding stands for.
+
+    The tree is cut at ``threshold`` (then re-cut to respect [min_clusters, max_clusters]). A
+    cluster holding less than ``min_speaker_s`` seconds of speech (a cough, laughter, a few words
+    in another voice quality) joins its nearest cluster unless it stands further than
+    ``keep_threshold`` from all of them. Labels are 0..k-1 by first occurrence.
+
+    ``cannot_link`` (count × count) marks pairs known to be different voices; their distance is
+    raised to at least ``penalty``, so groups holding such pairs merge later (average linkage
+    averages the penalty in, so one doubtful pair cannot veto a merge on its own).
+    """
+    count = len(embeddings)
+    if count <= 1:
+        return np.zeros(count, dtype=np.int64)
+    unit = normalize_rows(embeddings).astype(np.float64)
+    distances = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    if cannot_link is not None:
+        distances = np.where(cannot_link, np.maximum(distances, penalty), distances)
+    np.fill_diagonal(distances, 0.0)
+    tree = linkage(squareform(distances, checks=False), method="average")
+    labels = np.asarray(fcluster(tree, t=threshold, criterion="distance")) - 1
+    found = int(labels.max()) + 1
+    if max_clusters is not None and found > max_clusters:
+        return _dense(np.asarray(fcluster(tree, t=max_clusters, criterion="maxclust")) - 1)
+    if found < min_clusters:
+        return _dense(np.asarray(fcluster(tree, t=min(min_clusters, count), criterion="maxclust")) - 1)
+    if min_speaker_s > 0:
+        labels = _absorb_brief(embeddings, labels, seconds, min_speaker_s, keep_threshold or threshold, min_clusters)
+    return _dense(labels)
+
+
+def _absorb_brief(
+    embeddings: Matrix,
+    labels: Labels,
+    seconds: npt.NDArray[np.float32],
+    min_seconds: float,
+    limit: float,
+    min_clusters: int,
+) -> Labels:
+    labels = labels.copy()
+    unit = normalize_rows(embeddings)
+    kept: set[int] = set()
+    while True:
+        ids = np.unique(labels).tolist()
+        brief = [(float(seconds[labels == c].sum()), c) for c in ids if c not in kept]
+        brief = [item for item in brief if item[0] < min_seconds]
+        if len(ids) <= max(min_clusters, 1) or not brief:
+            return labels
+        small = min(brief)[1]
+        members = unit[labels == small]
+        others = [c for c in ids if c != small]
+        distances = [1.0 - float((members @ unit[labels == c].T).mean()) for c in others]
+        nearest = int(np.argmin(distances))
+        if distances[nearest] >= limit:
+            kept.add(small)
+        else:
+            labels[labels == small] = others[nearest]

@@ -13,7 +13,14 @@ import torch
 
 from engines.audio import SAMPLE_RATE
 from engines.diarization.clustering import build_turns
-from engines.diarization.types import DiarizationError, DiarizationOptions, Embedding, Samples, SpeakerTurn
+from engines.diarization.types import (
+    Diarization,
+    DiarizationError,
+    DiarizationOptions,
+    Embedding,
+    Samples,
+    SpeakerTurn,
+)
 from engines.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -95,9 +102,9 @@ class PyannoteDiarizer:
         self.embed(noise)
         return time.perf_counter() - began
 
-    def diarize(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
         if audio.size == 0:
-            return []
+            return Diarization([], [])
         waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32).reshape(1, -1))
         hints = {
             key: value
@@ -113,11 +120,15 @@ class PyannoteDiarizer:
                 output = self._pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **hints)
             except (RuntimeError, ValueError) as exc:
                 raise DiarizationError(f"pyannote diarization failed: {exc}") from exc
-        # Without overlaps: exactly one speaker at a time is what transcript segments need.
-        annotation = getattr(output, "exclusive_speaker_diarization", None)
-        if annotation is None:
-            annotation = getattr(output, "speaker_diarization", output)  # legacy pipelines: an Annotation
-        return annotation_to_turns(annotation, duration=waveform.shape[1] / SAMPLE_RATE)
+        duration = waveform.shape[1] / SAMPLE_RATE
+        overlapping = getattr(output, "speaker_diarization", output)  # legacy pipelines: an Annotation
+        # Without overlaps (pyannote's own view for transcripts): one speaker at a time for the words.
+        exclusive = getattr(output, "exclusive_speaker_diarization", None)
+        ids: dict[str, int] = {}  # one naming for both views
+        turns = annotation_to_turns(overlapping, duration=duration, ids=ids)
+        if exclusive is None:
+            return Diarization.single(turns)
+        return Diarization(turns, annotation_to_turns(exclusive, duration=duration, ids=ids))
 
     def embed(self, audio: Samples) -> Embedding:
         model = self._pipeline._embedding  # the pipeline's PretrainedSpeakerEmbedding
@@ -137,16 +148,17 @@ class PyannoteDiarizer:
         return (vector / norm).astype(np.float32)
 
 
-def annotation_to_turns(annotation: Any, *, duration: float) -> list[SpeakerTurn]:
+def annotation_to_turns(annotation: Any, *, duration: float, ids: dict[str, int] | None = None) -> list[SpeakerTurn]:
     """pyannote Annotation → turns sorted by time, labels renamed SPEAKER_00… by first appearance.
 
     Turns are clipped to the audio: the last segmentation chunk is zero-padded, so pyannote can
-    report speech a few frames past the end.
+    report speech a few frames past the end. Pass the same ``ids`` to name two views alike.
     """
-    ids: dict[str, int] = {}
+    ids = {} if ids is None else ids
     pieces = []
     for segment, _, label in sorted(annotation.itertracks(yield_label=True), key=lambda t: (t[0].start, t[0].end)):
         start, end = max(0.0, float(segment.start)), min(duration, float(segment.end))
         if end > start:
             pieces.append((start, end, ids.setdefault(str(label), len(ids))))
-    return build_turns(pieces, merge_gap=0.0)
+    names = {index: f"SPEAKER_{index:02d}" for index in ids.values()}
+    return [SpeakerTurn(t.start, t.end, names[int(t.speaker)]) for t in build_turns(pieces, merge_gap=0.0, named=False)]

@@ -1,4 +1,4 @@
-"""The default offline diarizer: Silero VAD, resemblyzer voice embeddings, agglomerative clustering."""
+"""The fallback offline diarizer: Silero VAD, resemblyzer voice embeddings, agglomerative clustering."""
 
 from __future__ import annotations
 
@@ -22,7 +22,14 @@ from engines.diarization.clustering import (
     region_turns,
     smooth,
 )
-from engines.diarization.types import DiarizationError, DiarizationOptions, Embedding, Samples, SpeakerTurn
+from engines.diarization.types import (
+    Diarization,
+    DiarizationError,
+    DiarizationOptions,
+    Embedding,
+    Samples,
+    SpeakerTurn,
+)
 from engines.vad import VadParams, speech_regions
 
 HOP_SAMPLES = 160  # resemblyzer's mel frames are 10 ms apart
@@ -82,7 +89,7 @@ class ResemblyzerDiarizer:
 
     @property
     def name(self) -> str:
-        return "embedded"
+        return "resemblyzer"
 
     @property
     def match_threshold(self) -> float:
@@ -97,7 +104,11 @@ class ResemblyzerDiarizer:
         self.embed(clip)
         return time.perf_counter() - began
 
-    def diarize(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
+        """One speaker at a time (no overlap detection): ``turns`` and ``exclusive`` are the same."""
+        return Diarization.single(self._turns(audio, options))
+
+    def _turns(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
         s = self.settings
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         regions = self._speech_regions(audio)

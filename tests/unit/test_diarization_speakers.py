@@ -16,7 +16,14 @@ from engines.diarization.speakers import (
     name_speakers,
     relabel,
 )
-from engines.diarization.types import DiarizationError, DiarizationOptions, Embedding, Samples, SpeakerTurn
+from engines.diarization.types import (
+    Diarization,
+    DiarizationError,
+    DiarizationOptions,
+    Embedding,
+    Samples,
+    SpeakerTurn,
+)
 
 SR = 16_000
 
@@ -35,7 +42,7 @@ class FakeDiarizer:
     def __init__(self) -> None:
         self.embedded: list[int] = []
 
-    def diarize(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
         raise NotImplementedError
 
     def embed(self, audio: Samples) -> Embedding:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engines.audio import decode_audio
-from engines.diarization.types import DiarizationOptions, Embedding, Samples, SpeakerTurn
+from engines.diarization.types import Diarization, DiarizationOptions, Embedding, Samples, SpeakerTurn
 from engines.diarized import DiarizedRun
 from engines.errors import DecodingCancelled
 from engines.longform import LongFormConfig, LongFormRun
@@ -27,9 +27,9 @@ class SlowDiarizer:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def diarize(self, audio: Samples, options: DiarizationOptions) -> list[SpeakerTurn]:
+    def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
         time.sleep(self.seconds)
-        return [SpeakerTurn(0.0, audio.size / 16_000, "0")]
+        return Diarization.single([SpeakerTurn(0.0, audio.size / 16_000, "0")])
 
     def embed(self, audio: Samples) -> Embedding:
         return np.full(4, 0.5, dtype=np.float32)
