@@ -16,16 +16,18 @@ from app.accounting.ledger import UsageLedger
 from app.accounting.ledger_hooks import LedgerHooks
 from app.accounting.metrics import Metrics
 from app.accounting.quotas import KeyQuotas
+from app.api.admin import admin
 from app.api.auth import Authenticator, KeyFile
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
 from app.api.realtime import ClientSecretStore, realtime_http, realtime_socket
-from app.api.routes import admin, api, public
+from app.api.routes import api, public
 from app.serving.factory import Loader, build_service
 from app.serving.realtime import SessionRegistry
 from app.serving.service import TranscriptionService
 from app.settings import Settings
+from app.web import web
 from engines.errors import ModelLoadError
 from engines.manager import ModelManager
 
@@ -121,6 +123,7 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
     app.include_router(realtime_socket)
     app.include_router(admin)
     app.include_router(public)
+    app.include_router(web)
     limits = BodyLimits(
         max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES + settings.max_form_field_bytes,
         upload_limit=settings.max_upload_bytes,

@@ -7,19 +7,22 @@ WITH_TEST=0
 [[ "${1:-}" == "--test" ]] && WITH_TEST=1
 
 # The server decodes audio through PyAV (bundled FFmpeg); the pyannote diarizer's torchcodec needs
-# the system FFmpeg libraries. Tests also generate speech and convert containers.
-tools=(ffmpeg)
-[[ $WITH_TEST == 1 ]] && tools+=(espeak-ng sox)
+# the system FFmpeg libraries. Tests also generate speech and convert containers, and drive the browser
+# pages in headless Chromium. Each entry is command:Debian package.
+tools=(ffmpeg:ffmpeg)
+[[ $WITH_TEST == 1 ]] && tools+=(espeak-ng:espeak-ng sox:sox chromium:chromium chromedriver:chromium-driver)
 need_system=()
-for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || need_system+=("$tool"); done
+for tool in "${tools[@]}"; do command -v "${tool%%:*}" >/dev/null || need_system+=("${tool#*:}"); done
 if ((${#need_system[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need_system[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_system[@]}" >/dev/null
-  elif [[ $WITH_TEST == 1 ]]; then
+  elif [[ $WITH_TEST == 1 && " ${need_system[*]} " =~ \ (ffmpeg|espeak-ng|sox)\  ]]; then
     echo "missing system packages: ${need_system[*]} (install them, e.g. sudo apt-get install ${need_system[*]})" >&2
     exit 1
+  elif [[ $WITH_TEST == 1 ]]; then
+    echo "warning: ${need_system[*]} not found; the browser tests will be skipped (apt-get install ${need_system[*]})" >&2
   else
     echo "warning: ${need_system[*]} not found; the pyannote diarizer needs FFmpeg (apt-get install ffmpeg)" >&2
   fi

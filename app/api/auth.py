@@ -37,6 +37,7 @@ class KeyFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one read-modify-write at a time (the admin endpoints run in threads)
         self._stamp: tuple[int, int, int] | None = None
         self._records: list[ApiKeyRecord] = []
 
@@ -71,22 +72,24 @@ class KeyFile:
 
     def create(self, name: str, *, admin: bool = False) -> str:
         """Add a key called ``name``; returns the secret, which is never stored or shown again."""
-        if not name or any(r.name == name for r in self.records()):
-            raise ValueError(f"a key named {name!r} already exists" if name else "a key needs a name")
-        secret = new_secret()
-        record = ApiKeyRecord(
-            name=name, sha256=hash_key(secret), created=datetime.now(UTC).isoformat(timespec="seconds"), admin=admin
-        )
-        self._write([*self.records(), record])
-        return secret
+        with self._write_lock:
+            if not name or any(r.name == name for r in self.records()):
+                raise ValueError(f"a key named {name!r} already exists" if name else "a key needs a name")
+            secret = new_secret()
+            record = ApiKeyRecord(
+                name=name, sha256=hash_key(secret), created=datetime.now(UTC).isoformat(timespec="seconds"), admin=admin
+            )
+            self._write([*self.records(), record])
+            return secret
 
     def revoke(self, name: str) -> bool:
-        records = self.records()
-        kept = [r for r in records if r.name != name]
-        if len(kept) == len(records):
-            return False
-        self._write(kept)
-        return True
+        with self._write_lock:
+            records = self.records()
+            kept = [r for r in records if r.name != name]
+            if len(kept) == len(records):
+                return False
+            self._write(kept)
+            return True
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
-"""HTTP routes: the OpenAI audio endpoints, models, health/readiness/metrics, admin views."""
+"""HTTP routes: the OpenAI audio endpoints, models, health/readiness/metrics, and the key checks (admin: admin.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -42,7 +41,6 @@ def require_admin(principal: Annotated[Principal, Depends(require_key)]) -> Prin
 
 
 api = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
-admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 public = APIRouter()
 
 
@@ -160,16 +158,6 @@ async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
     if model_id not in settings.aliases and model_id not in settings.models:
         raise APIError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
     return JSONResponse(_model_card(model_id, request.app.state.started_at))
-
-
-@admin.get("/models")
-async def loaded_models(request: Request) -> JSONResponse:
-    service = _service(request)
-    rows = []
-    for status in service.manager.status():
-        slots = service.slots[status.name]
-        rows.append(asdict(status) | {"running": slots.running, "queued": slots.waiting})
-    return JSONResponse({"object": "list", "data": rows})
 
 
 @public.get("/health")

@@ -195,6 +195,9 @@ def test_installed_package_starts_as_non_root_and_writes_only_to_data_dir(
         client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=found.group(1), max_retries=0, timeout=60)
         text = client.audio.transcriptions.create(model="whisper-1", file=synth_wav).text
         assert "fox" in text.lower(), text
+        # The browser pages are package data: they must be in the wheel.
+        for page in ("/playground", "/console", "/web/playground.js", "/web/pcm-worklet.js", "/web/style.css"):
+            assert httpx.get(f"{base_url}{page}", timeout=5).status_code == 200, page
     finally:
         server.terminate()
         try:

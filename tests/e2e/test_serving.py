@@ -143,6 +143,9 @@ def test_admin_view_requires_admin_key(tiny_server: RunningServer) -> None:
         f"{tiny_server.base_url}/admin/models", headers={"Authorization": f"Bearer {tiny_server.api_key}"}
     )
     assert plain.status_code == 403 and plain.json()["error"]["code"] == "admin_required"
+    deadline = time.monotonic() + 120  # run alone, the test would look before the preload has finished
+    while httpx.get(f"{tiny_server.base_url}/ready").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
     admin = httpx.get(
         f"{tiny_server.base_url}/admin/models", headers={"Authorization": f"Bearer {tiny_server.admin_key}"}
     )
