@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 from openai import AsyncOpenAI
 
-from app.settings import PROJECT_ROOT
+from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
 from bench.common import (
     BenchError,
     audio_dir,
@@ -249,8 +249,10 @@ def run(args: argparse.Namespace) -> int:
     warning = busy_warning(load_before)
     if warning:
         print(warning, file=sys.stderr)
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]
     config = {
-        "models": {name: {"source": f"embedded:{name}"} for name in args.models},
+        # The models as the default config serves them (slots, threads), else embedded weights.
+        "models": {name: shipped.get(name, {"source": f"embedded:{name}"}) for name in args.models},
         "aliases": {"gpt-realtime-whisper": {"model": args.models[0], "usage": "tokens"}},
         "realtime": {"max_sessions_per_key": 64, "max_sessions_per_model": 64},
     }

@@ -198,7 +198,14 @@ class WindowDecoder:
         if len(kept) < MIN_KEPT_TOKENS:
             return None
         frames = self._frames or int(encoder_output.shape[1]) * self.model.input_stride
-        words = self.model.find_alignment(tokenizer, [kept], encoder_output, frames)[0]
+        try:
+            words = self.model.find_alignment(tokenizer, [kept], encoder_output, frames)[0]
+        except (IndexError, ValueError) as exc:
+            # A window with almost no audio left (e.g. the last 1 frame of a turn) gets an empty
+            # alignment, which faster-whisper fails to index. Without timings the loop cannot be
+            # cut: the next plan decodes the window again.
+            log.debug("alignment of a cut loop failed: %s", exc)
+            return None
         sequence = _retimed(segments, words, tokenizer.timestamp_begin)
         if sequence is None or (sequence[-1] - tokenizer.timestamp_begin) * TIME_PRECISION < MIN_PROGRESS_SECONDS:
             return None

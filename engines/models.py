@@ -54,7 +54,9 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
 
 def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> WhisperEngine:
     device, compute_type = resolve_device(spec.device, spec.compute_type)
-    threads = spec.cpu_threads or available_cores()
+    # cpu_threads 0: the cores shared among the model's workers (CTranslate2 gives each worker its
+    # own intra-op threads; more threads than cores only makes them wait for each other).
+    threads = spec.cpu_threads or max(1, available_cores() // spec.num_workers)
     if spec.source.startswith(EMBEDDED_PREFIX):
         location = str(embedded_model_dir(spec.source.removeprefix(EMBEDDED_PREFIX), cache_dir))
     else:

@@ -33,7 +33,8 @@ CONFIG = {
         "gpt-live-transcribe": {"model": "base", "usage": "tokens"},
     },
     "preload_models": ["tiny.en", "base"],
-    "realtime": {"max_sessions_per_key": 5},
+    # 15-s turns: the long utterance below stays one turn (the default cuts turns at 10 s).
+    "realtime": {"max_sessions_per_key": 5, "max_turn_seconds": 15},
 }
 INTENT = {"intent": "transcription"}
 # About 12 s without a pause: long enough for live deltas even on a busy machine.

@@ -263,3 +263,19 @@ def test_re_decodes_keep_the_keywords_and_drop_only_the_previous_text() -> None:
     prompts = [call["prompt"] for call in model.model.calls]
     assert prompts[0] == prompt
     assert prompts[1:] == [[SOT_PREV, *hint, *SOT_SEQUENCE]] * 2  # without the previous text, with the keywords
+
+
+class BrokenAlignmentModel(FakeWhisperModel):
+    def find_alignment(self, tokenizer: Any, text_tokens: list[list[int]], encoder_output: Any, frames: int) -> Any:
+        raise IndexError("boolean index did not match indexed array along axis 0")
+
+
+def test_a_failing_alignment_gives_up_the_cut_and_decodes_again() -> None:
+    # faster-whisper's find_alignment raises IndexError when CTranslate2 returns an empty alignment.
+    looping = timed(OTHER, SENTENCE, SENTENCE, SENTENCE, SENTENCE)
+    greedy = timed(OTHER)
+    model = BrokenAlignmentModel({(False, False): (looping, -0.2), (False, True): (greedy, -0.4)}, 0.5)
+    decoder = WindowDecoder.install(model, fallback_on_low_confidence=True)
+    features = np.full((80, 3000), -0.5, dtype=np.float32)
+    result, _, _, _ = decoder(model.encode(features), SOT_SEQUENCE, FakeTokenizer(), fw_options())
+    assert result.sequences_ids[0] == greedy

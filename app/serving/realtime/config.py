@@ -79,9 +79,9 @@ class SessionConfig:
 # how long a turn may grow before it is cut at its quietest point. No model judges whether the
 # speaker has finished; eager settings simply end turns sooner.
 SEMANTIC_PRESETS: dict[Eagerness, tuple[int, int]] = {
-    "high": (300, 8_000),
-    "medium": (700, 12_000),
-    "auto": (700, 12_000),
+    "high": (300, 6_000),
+    "medium": (700, 10_000),
+    "auto": (700, 10_000),
     "low": (1200, 30_000),  # capped by realtime.max_turn_seconds
 }
 

@@ -1,12 +1,16 @@
 """A session's decoding: live hypotheses of the open turn, and the final transcript of each committed turn.
 
-One loop per session, one decode at a time, in this order:
+Two loops per session, each one decode at a time:
 
-1. the final decode of the oldest committed turn (it waits for a model slot like a file request);
-2. a speculative final of the open turn when its speech pauses: decoded like a final, so if the
-   pause becomes the turn's end, the transcript is ready (or nearly) when the turn commits;
-3. a live decode of the open turn once ``step_seconds`` of new audio arrived (greedy, one
-   temperature), whose words pass through local agreement to become deltas.
+1. finals: the final decode of each committed turn in order (it waits for a model slot like a
+   file request);
+2. the open turn: a speculative final when its speech pauses (decoded like a final, so if the
+   pause becomes the turn's end, the transcript is ready, or nearly, when the turn commits), else
+   a live decode once ``step_seconds`` of new audio arrived (greedy, one temperature), whose words
+   pass through local agreement to become deltas.
+
+They run side by side, so the turn that follows a long one gets its first deltas while the long
+one's final is decoded (on a model with two slots; with one, the live decode waits for it).
 
 Live and speculative decodes wait for a model slot behind everything else (``run_in_background``),
 so a final decode, of this session or any other, and file requests always go first, and sessions
@@ -59,6 +63,7 @@ LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detecti
 # A speculative final waits for this much of the pause (at most half the silence that ends a turn):
 # Whisper mishears a last word that the audio cuts off right after.
 SPECULATE_AFTER_PAUSE_SECONDS = 0.25
+SPECULATION_POLL_SECONDS = 0.02  # how often a final checks whether its turn's speculative decode is done
 
 Kind = Literal["live", "speculative", "final"]
 
@@ -90,8 +95,9 @@ class TurnDecoder:
         self._lease = ExitStack()
         self._engine: Transcriber | None = None
         self._model_id: str | None = None
-        self._running: _Running | None = None
+        self._running: dict[Literal["final", "open turn"], _Running] = {}  # each loop's decode in progress
         self._waiting: anyio.CancelScope | None = None  # a live decode waiting for a model slot
+        self._speculating: LiveTurn | None = None  # the turn whose speculative final is being decoded
         self._stopped = False
 
     # --- the model ---------------------------------------------------------------------------------
@@ -120,12 +126,23 @@ class TurnDecoder:
     # --- the loop ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        async with anyio.create_task_group() as loops:
+            loops.start_soon(self._finals_loop)
+            await self._open_turn_loop()
+            loops.cancel_scope.cancel()
+
+    async def _finals_loop(self) -> None:
         session = self.session
         while not self._stopped:
             if session.finals:
                 await self._finalize(session.finals[0])
                 session.finals.popleft()
-                continue
+            else:
+                await session.wait(1.0)
+
+    async def _open_turn_loop(self) -> None:
+        session = self.session
+        while not self._stopped:
             job = self._live_job()
             if job is None:
                 await session.wait(POLL_SECONDS if session.open is not None else 1.0)
@@ -162,32 +179,36 @@ class TurnDecoder:
         if slots.running >= slots.concurrency:
             self.stats.background_waits += 1
         hypothesis: Hypothesis | None = None
-        with anyio.CancelScope() as waiting:
-            self._waiting = waiting
-            async with slots.run_in_background():
-                self._waiting = None
-                job = self._live_job()
-                if job is None or job[0] is not turn:
-                    return
-                kind = job[1]
-                audio = session.buffer.span(turn.start)
-                if kind == "speculative":
-                    turn.speculative_epoch = turn.speech_epoch
-                    self.stats.speculative += 1
-                else:
-                    self.stats.live += 1
-                options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative")
-                started = time.perf_counter()
-                hypothesis = await self._decode(turn, kind, audio, options)
-                if kind == "live":
-                    turn.live_seconds = time.perf_counter() - started
-        self._waiting = None
-        if hypothesis is None:
-            return
-        turn.decoded_to = turn.start + hypothesis.samples
-        self._pin_language(turn, hypothesis)
-        if kind == "speculative":
-            turn.speculative = hypothesis
+        try:
+            with anyio.CancelScope() as waiting:
+                self._waiting = waiting
+                async with slots.run_in_background():
+                    self._waiting = None
+                    job = self._live_job()
+                    if job is None or job[0] is not turn:
+                        return
+                    kind = job[1]
+                    audio = session.buffer.span(turn.start)
+                    if kind == "speculative":
+                        turn.speculative_epoch = turn.speech_epoch
+                        self._speculating = turn
+                        self.stats.speculative += 1
+                    else:
+                        self.stats.live += 1
+                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative")
+                    started = time.perf_counter()
+                    hypothesis = await self._decode(turn, kind, audio, options)
+                    if kind == "live":
+                        turn.live_seconds = time.perf_counter() - started
+            self._waiting = None
+            if hypothesis is None:
+                return
+            turn.decoded_to = turn.start + hypothesis.samples
+            self._pin_language(turn, hypothesis)
+            if kind == "speculative":
+                turn.speculative = hypothesis
+        finally:
+            self._speculating = None
         if turn is session.open or turn in session.finals:
             words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
             self._emit_words(turn, turn.agreement.update(words))
@@ -196,6 +217,8 @@ class TurnDecoder:
         session = self.session
         assert turn.audio is not None
         try:
+            while self._speculating is turn:  # its speculative final is being decoded: it may be the final
+                await anyio.sleep(SPECULATION_POLL_SECONDS)
             if turn.speculation_covers_turn():
                 assert turn.speculative is not None
                 hypothesis = turn.speculative
@@ -276,7 +299,8 @@ class TurnDecoder:
         running = _Running(turn, kind, threading.Event())
         if self._stopped:
             return None
-        self._running = running
+        loop: Literal["final", "open turn"] = "final" if kind == "final" else "open turn"
+        self._running[loop] = running
         started = time.perf_counter()
         try:
             work = functools.partial(decode_turn, engine, audio, options, running.cancel, gate=turn.gate)
@@ -285,7 +309,7 @@ class TurnDecoder:
             self.stats.cancelled += 1
             return None
         finally:
-            self._running = None
+            del self._running[loop]
             self.stats.decode_seconds += time.perf_counter() - started
 
     def _pin_language(self, turn: LiveTurn, hypothesis: Hypothesis) -> None:
@@ -306,15 +330,15 @@ class TurnDecoder:
         """A turn just ended: a live decode of it is no longer worth finishing (a speculative one may be)."""
         if self._waiting is not None:
             self._waiting.cancel()
-        running = self._running
+        running = self._running.get("open turn")
         if running is not None and running.turn is turn and running.kind == "live":
             running.cancel.set()
 
     def cancel_live(self, turn: LiveTurn) -> None:
         if self._waiting is not None:
             self._waiting.cancel()
-        running = self._running
-        if running is not None and running.turn is turn and running.kind != "final":
+        running = self._running.get("open turn")
+        if running is not None and running.turn is turn:
             running.cancel.set()
 
     def stop(self) -> None:
@@ -322,8 +346,8 @@ class TurnDecoder:
         self._stopped = True
         if self._waiting is not None:
             self._waiting.cancel()
-        if self._running is not None:
-            self._running.cancel.set()
+        for running in list(self._running.values()):
+            running.cancel.set()
 
     async def aclose(self) -> None:
         self.stop()

@@ -76,9 +76,12 @@ class RealtimeSession:
         self._wake.set()
 
     async def wait(self, timeout: float) -> None:
+        """Until something happens (audio, a commit, a new config) or ``timeout``; for several waiters at once."""
+        wake = self._wake
         with anyio.move_on_after(timeout):
-            await self._wake.wait()
-        self._wake = anyio.Event()
+            await wake.wait()
+        if self._wake is wake and wake.is_set():
+            self._wake = anyio.Event()
 
     @property
     def manual(self) -> bool:
