@@ -26,7 +26,11 @@ from tests.server import RunningServer, run_server
 pytestmark = pytest.mark.anyio  # async tests run on asyncio (the SDK needs it)
 
 CONFIG = {
-    "models": {"base": {"source": "embedded:base"}, "tiny.en": {"source": "embedded:tiny.en"}},
+    # Two slots per model, as the default config: a final and the next turn's live decode run at once.
+    "models": {
+        "base": {"source": "embedded:base", "max_concurrency": 2},
+        "tiny.en": {"source": "embedded:tiny.en", "max_concurrency": 2},
+    },
     "aliases": {
         "whisper-1": {"model": "tiny.en", "usage": "duration"},
         "gpt-realtime-whisper": {"model": "tiny.en", "usage": "tokens"},
