@@ -1,0 +1,165 @@
+"""The batching engine through the real server and the openai SDK: concurrent clients get the text
+they get alone, a cancelled request leaves the batch, and a short request is not stuck behind a long one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.audio import LONG_TEXT, espeak, repeat_audio, shared_audio_dir
+from tests.diarization_audio import pyannote_sample
+from tests.server import RunningServer, run_server
+
+# Real recordings when the shared folder is here (the French one exercises batched language detection).
+RECORDINGS = (
+    "en_jfk.flac",
+    "en_librispeech_1272-128104-0000.wav",
+    "fr_picovoice_leopard.wav",
+    "en_osr_harvard72_8k.wav",
+)
+SENTENCES = (
+    "Please remember to water the tomato plants twice a week while we are away.",
+    "Our train left the station ten minutes behind schedule, but the driver made up the time.",
+    "Twelve students volunteered to clean the river bank on Saturday.",
+    "A thin layer of snow covered the garden, and the children built a crooked snowman.",
+    "The pilot announced that we would land in twenty minutes.",
+    "The bakery on the corner sells fresh bread every morning.",
+    "She packed a warm jacket, two maps and a small torch.",
+)
+VOICES = ("en-us", "en+m3", "en+f3", "en-gb", "en-us+f2", "en-gb-scotland", "en-029")
+CLIENTS = 8
+
+BATCHED = {
+    "models": {
+        "base": {
+            "source": "embedded:base",
+            "batching": True,
+            "max_concurrency": CLIENTS,
+            "max_batch_size": CLIENTS,
+            "batch_wait_ms": 10,
+            "max_queue": 16,
+        }
+    },
+    "aliases": {"whisper-1": {"model": "base", "usage": "duration"}},
+    "preload_models": ["base"],
+}
+
+
+@pytest.fixture(scope="module")
+def batched_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with run_server(tmp_path_factory.mktemp("batched"), BATCHED) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def eight_clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Eight different clips: pyannote's own sample, the shared recordings present, then generated speech."""
+    folder = tmp_path_factory.mktemp("eight")
+    from tests.audio import sox
+
+    samples, _ = pyannote_sample()
+    sample = folder / "pyannote_sample.raw"
+    sample.write_bytes((samples * 32767).astype("<i2").tobytes())
+    clips = [folder / "pyannote_sample.wav"]
+    sox("-t", "raw", "-r", "16000", "-e", "signed", "-b", "16", "-c", "1", str(sample), str(clips[0]))
+    directory = shared_audio_dir()
+    if directory is not None:
+        clips += [directory / name for name in RECORDINGS if (directory / name).is_file()]
+    for i, text in enumerate(SENTENCES[: CLIENTS - len(clips)]):
+        clips.append(espeak(folder / f"sentence{i}.wav", text, voice=VOICES[i]))
+    assert len(clips) == CLIENTS
+    return clips
+
+
+@pytest.fixture(scope="module")
+def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("long")
+    passage = espeak(folder / "passage.wav", LONG_TEXT, speed=170)
+    return repeat_audio(passage, folder / "long.wav", 4)  # about two minutes: several windows
+
+
+def _samples(server: RunningServer, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{server.base_url}/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def _client(server: RunningServer, timeout: float = 600) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=timeout)
+
+
+def _transcribe(server: RunningServer, path: Path) -> str:
+    return _client(server).audio.transcriptions.create(model="whisper-1", file=path).text
+
+
+def test_concurrent_clients_get_the_text_they_get_alone(batched_server: RunningServer, eight_clips: list[Path]) -> None:
+    alone = [_transcribe(batched_server, path) for path in eight_clips]
+    batches_before = _samples(batched_server, "stt_batch_size_count", op="generate")
+    items_before = _samples(batched_server, "stt_batch_size_sum", op="generate")
+    start = threading.Barrier(CLIENTS)
+
+    def together(path: Path) -> str:
+        start.wait()
+        return _transcribe(batched_server, path)
+
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        concurrent = list(pool.map(together, eight_clips))
+    for path, a, b in zip(eight_clips, alone, concurrent, strict=True):
+        assert a == b, (path.name, a, b)
+    assert all(text.strip() for text in alone)
+    batches = _samples(batched_server, "stt_batch_size_count", op="generate") - batches_before
+    items = _samples(batched_server, "stt_batch_size_sum", op="generate") - items_before
+    assert items > batches, "no decoder call was batched across requests"
+
+
+def test_a_cancelled_request_leaves_the_batch(batched_server: RunningServer, long_speech: Path) -> None:
+    impatient = _client(batched_server, timeout=3)
+    with pytest.raises(openai.APITimeoutError):
+        impatient.audio.transcriptions.create(model="whisper-1", file=long_speech)
+    started = time.monotonic()
+    while _samples(batched_server, "stt_in_flight") > 0:
+        assert time.monotonic() - started < 60, "the cancelled request kept the model busy"
+        time.sleep(0.1)
+    freed_after = time.monotonic() - started
+    items = _samples(batched_server, "stt_batch_size_sum")
+    time.sleep(1.0)
+    assert _samples(batched_server, "stt_batch_size_sum") == items, "model calls went on after the request left"
+    assert "status=499" in batched_server.log()
+    # The whole file takes several windows; the request left after at most the one in progress.
+    whole = time.monotonic()
+    _transcribe(batched_server, long_speech)
+    assert freed_after < (time.monotonic() - whole) / 2, freed_after
+
+
+def test_a_short_request_finishes_before_a_long_one_started_first(
+    batched_server: RunningServer, long_speech: Path, eight_clips: list[Path]
+) -> None:
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def run(name: str, path: Path) -> None:
+        _transcribe(batched_server, path)
+        with lock:
+            finished.append(name)
+
+    long_thread = threading.Thread(target=run, args=("long", long_speech))
+    long_thread.start()
+    started = time.monotonic()
+    while _samples(batched_server, "stt_in_flight") < 1:
+        assert time.monotonic() - started < 60, "the long request never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the long request is decoding its first window
+    run("short", eight_clips[-1])
+    long_thread.join(600)
+    assert finished == ["short", "long"]
