@@ -80,7 +80,9 @@ async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
 def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
     """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam)."""
     metrics = Metrics()
-    service = build_service(settings, API_PRESENTERS, loader=loader, events=metrics)
+    service = build_service(
+        settings, API_PRESENTERS, loader=loader, events=metrics, batch_events=metrics.batch_observer
+    )
     manager = service.manager
     metrics.watch_slots(service.slots)
     preload = [service.resolve(name).model_id for name in settings.preload_models]

@@ -36,6 +36,26 @@ class ModelConfig(BaseModel):
     beam_size: int = Field(5, ge=1, le=20, description="Beam size for temperature-0 decoding.")
     max_concurrency: int = Field(1, ge=1, description="Inferences this model runs at once.")
     max_queue: int = Field(16, ge=0, description="Requests that may wait for this model; more get 429.")
+    batching: bool = Field(
+        False,
+        description="Run the model calls of concurrent requests and live sessions together as batched calls "
+        "(encoder and decoder batches); `max_concurrency` is then how many requests decode at once.",
+    )
+    max_batch_size: int = Field(8, ge=1, le=256, description="Batching: items per batched model call, at most.")
+    batch_wait_ms: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description="Batching: how long a batch waits for other active requests' next calls; never waits when "
+        "no other request is active.",
+    )
+    batch_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Batching: batched calls that run at once, each on its own CTranslate2 worker (with "
+        "`cpu_threads` 0, each gets the available cores divided by this).",
+    )
     idle_unload_seconds: float | None = Field(
         None, gt=0, description="Unload after this long unused (reloaded on next use); null: keep loaded."
     )

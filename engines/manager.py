@@ -132,12 +132,18 @@ class ModelManager:
         """Unload every model idle for longer than its limit; returns their names."""
         now = self._clock()
         dropped: list[str] = []
+        engines: list[Transcriber] = []
         with self._state:
             for name, entry in list(self._loaded.items()):
                 limit = self._idle_unload.get(name)
                 if limit is not None and entry.in_use == 0 and now - entry.last_used >= limit:
                     del self._loaded[name]
                     dropped.append(name)
+                    engines.append(entry.engine)
+        for engine in engines:
+            close = getattr(engine, "close", None)  # a batching engine's worker threads hold the model
+            if callable(close):
+                close()
         if dropped:
             gc.collect()  # CTranslate2 frees its weights when the last reference goes
             for name in dropped:

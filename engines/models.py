@@ -9,6 +9,8 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
+from engines.batch_ops import WhisperBatchOps
+from engines.batching import Batcher, BatchObserver
 from engines.bundled_weights import embedded_model_dir
 from engines.errors import ModelLoadError
 from engines.whisper import WhisperEngine, cuda_available
@@ -34,6 +36,17 @@ class WhisperSpec:
     cpu_threads: int = 0
     num_workers: int = 1
     beam_size: int = 5
+    # The batching engine (engines/batching.py): requests' model calls run together as batched calls
+    # on ``batch_workers`` CTranslate2 workers instead of each request calling the model alone.
+    batching: bool = False
+    max_batch_size: int = 8
+    batch_wait_ms: float = 5.0
+    batch_workers: int = 1
+
+    @property
+    def model_workers(self) -> int:
+        """CTranslate2 workers (each with its own threads): one per batch worker, else one per inference."""
+        return self.batch_workers if self.batching else self.num_workers
 
 
 def available_cores() -> int:
@@ -52,11 +65,15 @@ def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
     return device, compute_type
 
 
-def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> WhisperEngine:
+def load_whisper(
+    spec: WhisperSpec, *, cache_dir: Path, offline: bool, observer: BatchObserver | None = None
+) -> WhisperEngine:
+    """Load the model; with ``spec.batching`` it gets its batching engine (reporting to ``observer``)."""
     device, compute_type = resolve_device(spec.device, spec.compute_type)
     # cpu_threads 0: the cores shared among the model's workers (CTranslate2 gives each worker its
     # own intra-op threads; more threads than cores only makes them wait for each other).
-    threads = spec.cpu_threads or max(1, available_cores() // spec.num_workers)
+    workers = spec.model_workers
+    threads = spec.cpu_threads or max(1, available_cores() // workers)
     if spec.source.startswith(EMBEDDED_PREFIX):
         location = str(embedded_model_dir(spec.source.removeprefix(EMBEDDED_PREFIX), cache_dir))
     else:
@@ -67,12 +84,26 @@ def load_whisper(spec: WhisperSpec, *, cache_dir: Path, offline: bool) -> Whispe
             device=device,
             compute_type=compute_type,
             cpu_threads=threads,
-            num_workers=spec.num_workers,
+            num_workers=workers,
             download_root=str(cache_dir / "hub"),
             local_files_only=offline,
         )
     except Exception as exc:  # faster-whisper raises many types for a missing/broken model
         hint = " (offline: only local directories and embedded models load)" if offline else ""
         raise ModelLoadError(f"Could not load model {spec.name!r} from {spec.source!r}{hint}: {exc}") from exc
-    log.info("loaded model %s from %s on %s/%s, %d threads", spec.name, spec.source, device, compute_type, threads)
-    return WhisperEngine(model, name=spec.name)
+    log.info(
+        "loaded model %s from %s on %s/%s, %d worker(s) of %d thread(s)%s",
+        spec.name, spec.source, device, compute_type, workers, threads,
+        f", batching up to {spec.max_batch_size}" if spec.batching else "",
+    )  # fmt: skip
+    batcher = None
+    if spec.batching:
+        batcher = Batcher(
+            WhisperBatchOps(model.model),
+            max_batch_size=spec.max_batch_size,
+            wait_seconds=spec.batch_wait_ms / 1000,
+            workers=workers,
+            observer=observer,
+            name=spec.name,
+        )
+    return WhisperEngine(model, name=spec.name, batcher=batcher)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Literal, Protocol
 
 import numpy as np
@@ -14,6 +15,14 @@ Task = Literal["transcribe", "translate"]
 
 # Whisper's temperature fallback schedule, used when the caller asks for temperature 0.
 FALLBACK_TEMPERATURES: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class BatchPriority(IntEnum):
+    """Which model calls lead a batch when the batching engine has a choice (lower goes first)."""
+
+    FINAL = 0  # a live turn's final decode: someone waits for its completed event
+    NORMAL = 1  # file requests
+    BACKGROUND = 2  # a growing turn's speculative decodes (deltas)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class DecodeOptions:
     # None: Whisper's full 30-s window; else encode only the audio plus this much padding (live turns)
     encoder_padding_seconds: float | None = None
     max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
+    priority: BatchPriority = BatchPriority.NORMAL  # only matters when the model batches requests
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,13 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
 
+from engines import batch_ops
 from engines.audio import SAMPLE_RATE, Samples
+from engines.batching import Batcher
 from engines.errors import DecodingCancelled, EngineError
 from engines.fallback import WindowDecoder
 from engines.token_bytes import token_bytes
-from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
+from engines.types import BatchPriority, DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
@@ -55,33 +57,76 @@ class _Generation:
 
 @dataclass
 class _Recorder:
-    """Wraps the CTranslate2 model for one request: records generations, honours cancellation."""
+    """Wraps the CTranslate2 model for one request: records generations, honours cancellation, and
+    hands the model calls to the model's batching engine when it has one."""
 
     inner: Any
     cancel: threading.Event | None
     generations: list[_Generation] = field(default_factory=list)
     padding_frames: int | None = None
+    batcher: Batcher | None = None
+    priority: BatchPriority = BatchPriority.NORMAL
+    sot: int = -1
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def encode(self, features: Any, *args: Any, **kwargs: Any) -> Any:
+    def encode(self, features: Any, to_cpu: bool = False) -> Any:
         self._check_cancel()
         if self.padding_frames is not None:
             features = trim_padding(features, self.padding_frames)
-        return self.inner.encode(features, *args, **kwargs)
+        if self.batcher is None:
+            return self.inner.encode(features, to_cpu=to_cpu)
+        return self._submit(batch_ops.ENCODE, batch_ops.encode_key(features, to_cpu), (features, to_cpu))
 
     def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
         self._check_cancel()
-        results = self.inner.generate(encoder_output, prompts, **kwargs)
+        if self.batcher is None or len(prompts) != 1 or int(encoder_output.shape[0]) != 1:
+            results = self.inner.generate(encoder_output, prompts, **kwargs)
+        else:
+            key = batch_ops.generate_key(encoder_output, prompts[0], self.sot, kwargs)
+            results = [self._submit(batch_ops.GENERATE, key, (encoder_output, prompts[0]))]
         for result in results:
             self.generations.append(_Generation(encoder_output, list(prompts[0]), list(result.sequences_ids[0])))
         del self.generations[:-16]  # only the current window's fallbacks are ever looked up
         return results
 
+    def detect_language(self, encoder_output: Any) -> Any:
+        self._check_cancel()
+        if self.batcher is None or int(encoder_output.shape[0]) != 1:
+            return self.inner.detect_language(encoder_output)
+        return [self._submit(batch_ops.DETECT_LANGUAGE, batch_ops.detect_key(encoder_output), encoder_output)]
+
+    def align(
+        self,
+        encoder_output: Any,
+        start_sequence: list[int],
+        text_tokens: list[list[int]],
+        num_frames: Any,
+        *,
+        median_filter_width: int = 7,
+    ) -> Any:
+        self._check_cancel()
+        if self.batcher is None:
+            return self.inner.align(
+                encoder_output, start_sequence, text_tokens, num_frames, median_filter_width=median_filter_width
+            )
+        key = batch_ops.align_key(encoder_output, start_sequence, text_tokens, median_filter_width)
+        payload = (encoder_output, list(start_sequence), text_tokens, num_frames, median_filter_width)
+        return self._submit(batch_ops.ALIGN, key, payload)
+
     def record(self, encoder_output: Any, prompt: list[int], sequence: list[int]) -> None:
         """Keep a result whose tokens the fallback rewrote, so its segments can still be scored."""
         self.generations.append(_Generation(encoder_output, list(prompt), list(sequence)))
+
+    def close(self) -> None:
+        """No more calls from this request (the batcher stops waiting for them)."""
+        if self.batcher is not None:
+            self.batcher.leave(self)
+
+    def _submit(self, op: str, key: Any, payload: Any) -> Any:
+        assert self.batcher is not None
+        return self.batcher.submit(op, key, payload, owner=self, priority=self.priority, cancel=self.cancel)
 
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -91,12 +136,19 @@ class _Recorder:
 class WhisperEngine:
     """One loaded Whisper model; safe to share between requests and threads."""
 
-    def __init__(self, model: WhisperModel, *, name: str) -> None:
+    def __init__(self, model: WhisperModel, *, name: str, batcher: Batcher | None = None) -> None:
         self.model = model
         self.name = name
+        self.batcher = batcher  # None: each request calls the model on its own
         self._eot = model.hf_tokenizer.token_to_id("<|endoftext|>")
         self._no_timestamps = model.hf_tokenizer.token_to_id("<|notimestamps|>")
         self._timestamp_begin = self._no_timestamps + 1
+        self._sot = model.hf_tokenizer.token_to_id("<|startoftranscript|>")
+
+    def close(self) -> None:
+        """Stop the batching engine's workers (the model is being unloaded)."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     @property
     def device(self) -> str:
@@ -116,7 +168,16 @@ class WhisperEngine:
         cancel: threading.Event | None = None,
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         """Start decoding; segments are produced lazily, window by window."""
-        recorder = _Recorder(self.model.model, cancel)
+        recorder = _Recorder(self.model.model, cancel, batcher=self.batcher, priority=options.priority, sot=self._sot)
+        try:
+            return self._start(audio, options, recorder)
+        except BaseException:
+            recorder.close()
+            raise
+
+    def _start(
+        self, audio: Samples, options: DecodeOptions, recorder: _Recorder
+    ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         if options.encoder_padding_seconds is not None:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
@@ -157,6 +218,14 @@ class WhisperEngine:
     def _segments(
         self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions
     ) -> Generator[Segment, None, None]:
+        try:
+            yield from self._converted(fw_segments, recorder, options)
+        finally:
+            recorder.close()
+
+    def _converted(
+        self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions
+    ) -> Generator[Segment, None, None]:
         for index, fw in enumerate(fw_segments):
             yield Segment(
                 id=index,
@@ -183,7 +252,7 @@ class WhisperEngine:
         if generation is None:
             raise EngineError("internal: could not match a segment to its decoder output")
         if generation.logprobs is None:
-            generation.logprobs = self._score(generation)
+            generation.logprobs = self._score(generation, recorder)
         text_positions = [i for i, t in enumerate(generation.sequence) if t < self._eot]
         start = _find_subsequence(generation.sequence, tokens)
         wanted = set(range(start, start + len(tokens)))
@@ -193,7 +262,7 @@ class WhisperEngine:
                 out.append(self._token_logprob(generation.sequence[position], generation.logprobs[k]))
         return out
 
-    def _score(self, generation: _Generation) -> list[float]:
+    def _score(self, generation: _Generation, recorder: _Recorder) -> list[float]:
         text_tokens = [t for t in generation.sequence if t < self._eot]
         if not text_tokens:
             return []
@@ -201,7 +270,7 @@ class WhisperEngine:
         if start_sequence[-1] != self._no_timestamps:
             start_sequence.append(self._no_timestamps)
         frames = int(generation.encoder_output.shape[1]) * 2
-        result = self.model.model.align(generation.encoder_output, start_sequence, [text_tokens], frames)[0]
+        result = recorder.align(generation.encoder_output, start_sequence, [text_tokens], frames)[0]
         probs = np.asarray(result.text_token_probs, dtype=np.float64)
         return [float(x) for x in np.log(np.clip(probs, 1e-30, 1.0))]
 

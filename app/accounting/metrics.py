@@ -8,6 +8,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+BATCH_SIZE_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 REALTIME_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30)
 
@@ -86,6 +87,25 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
 
+        self.batch_size = Histogram(
+            "stt_batch_size",
+            "Batching engine: items per batched model call, by model and operation.",
+            ["model", "op"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_busy_seconds = Counter(
+            "stt_batch_busy_seconds_total",
+            "Batching engine: seconds its workers spent in model calls, by model and operation "
+            "(encode, generate, detect_language, align): where the time goes.",
+            ["model", "op"],
+            registry=self.registry,
+        )
+
+    def batch_observer(self, model: str) -> BatchMetrics:
+        """What one model's batching engine reports to."""
+        return BatchMetrics(self, model)
+
     def watch_slots(self, slots: Mapping[str, _Slots]) -> None:
         """Report each model's queue depth and running inferences whenever metrics are scraped."""
         for model_id, model_slots in slots.items():
@@ -104,3 +124,15 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class BatchMetrics:
+    """One model's batching engine, reporting into Metrics (called from its worker threads)."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self._metrics = metrics
+        self._model = model
+
+    def batch_ran(self, op: str, size: int, seconds: float) -> None:
+        self._metrics.batch_size.labels(self._model, op).observe(size)
+        self._metrics.batch_busy_seconds.labels(self._model, op).inc(seconds)

@@ -9,11 +9,13 @@ from app.serving.diarizers import DiarizerHolder
 from app.serving.jobs import Presenters
 from app.serving.service import TranscriptionService
 from app.settings import Settings
+from engines.batching import BatchObserver
 from engines.manager import ModelEvents, ModelManager
 from engines.models import WhisperSpec, load_whisper
 from engines.types import Transcriber
 
 Loader = Callable[[WhisperSpec], Transcriber]
+BatchEvents = Callable[[str], BatchObserver]  # a model's name → what its batching engine reports to
 
 
 def whisper_specs(settings: Settings) -> dict[str, WhisperSpec]:
@@ -26,21 +28,34 @@ def whisper_specs(settings: Settings) -> dict[str, WhisperSpec]:
             cpu_threads=cfg.cpu_threads,
             num_workers=cfg.max_concurrency,
             beam_size=cfg.beam_size,
+            batching=cfg.batching,
+            max_batch_size=cfg.max_batch_size,
+            batch_wait_ms=cfg.batch_wait_ms,
+            batch_workers=cfg.batch_workers,
         )
         for name, cfg in settings.models.items()
     }
 
 
 def build_manager(
-    settings: Settings, *, loader: Loader | None = None, events: ModelEvents | None = None
+    settings: Settings,
+    *,
+    loader: Loader | None = None,
+    events: ModelEvents | None = None,
+    batch_events: BatchEvents | None = None,
 ) -> ModelManager:
     """``loader`` defaults to real Whisper weights; tests pass a fake one."""
     return ModelManager(
         whisper_specs(settings),
-        loader=loader or partial(load_whisper, cache_dir=settings.model_cache, offline=settings.offline),
+        loader=loader or partial(_load_real, settings=settings, batch_events=batch_events),
         idle_unload={name: cfg.idle_unload_seconds for name, cfg in settings.models.items()},
         events=events,
     )
+
+
+def _load_real(spec: WhisperSpec, *, settings: Settings, batch_events: BatchEvents | None) -> Transcriber:
+    observer = batch_events(spec.name) if batch_events is not None else None
+    return load_whisper(spec, cache_dir=settings.model_cache, offline=settings.offline, observer=observer)
 
 
 def build_service(
@@ -49,7 +64,8 @@ def build_service(
     *,
     loader: Loader | None = None,
     events: ModelEvents | None = None,
+    batch_events: BatchEvents | None = None,
 ) -> TranscriptionService:
     """The service without any HTTP around it (benchmarks, and the app factory itself)."""
-    manager = build_manager(settings, loader=loader, events=events)
+    manager = build_manager(settings, loader=loader, events=events, batch_events=batch_events)
     return TranscriptionService(settings, manager, DiarizerHolder(settings.diarization), presenters)

@@ -41,7 +41,7 @@ from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, ModelLoadError
 from engines.live.agreement import cut_loop, join_delta
 from engines.live.decoding import Hypothesis, decode_turn
-from engines.types import FALLBACK_TEMPERATURES, DecodeOptions, Transcriber
+from engines.types import FALLBACK_TEMPERATURES, BatchPriority, DecodeOptions, Transcriber
 from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 if TYPE_CHECKING:
@@ -281,6 +281,7 @@ class TurnDecoder:
                 session.limits.encoder_padding_seconds if final else session.limits.live_encoder_padding_seconds
             ),
             max_new_tokens=self._token_budget(math.ceil(per_second * seconds) + extra),
+            priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
         )
 
     def _token_budget(self, wanted: int) -> int | None:

@@ -1,0 +1,121 @@
+"""The CTranslate2 Whisper calls as batch operations: keys that say which calls can share a batch,
+and how payloads are stacked into one call and its result split back per item.
+
+Items share a batch only when the batched call gives each of them what it would get alone:
+- ``encode``: the same feature shape (a batch is one tensor);
+- ``generate``: the same encoder shape, the same decoding options, and prompts of the same length
+  with the start-of-transcript token at the same place (CTranslate2 decodes a batch in lockstep
+  from one start position; a window conditioned on different previous text rarely matches);
+- ``detect_language``: the same encoder shape;
+- ``align``: one text sequence each, the same start sequence and filter width.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ctranslate2
+import numpy as np
+
+ENCODE, GENERATE, DETECT_LANGUAGE, ALIGN = "encode", "generate", "detect_language", "align"
+_solo = itertools.count()  # keys that never match another item's
+
+
+def _frozen(value: Any) -> Hashable:
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value  # type: ignore[no-any-return]
+
+
+def _thawed(value: Any) -> Any:
+    return [_thawed(v) for v in value] if isinstance(value, tuple) else value
+
+
+def encode_key(features: Any, to_cpu: bool) -> Hashable:
+    return (tuple(features.shape), to_cpu)
+
+
+def generate_key(encoder_output: Any, prompt: Sequence[int], sot: int, kwargs: dict[str, Any]) -> Hashable:
+    sot_at = list(prompt).index(sot) if sot in prompt else -1
+    return (tuple(encoder_output.shape[1:]), sot_at, len(prompt), _frozen(kwargs))
+
+
+def detect_key(encoder_output: Any) -> Hashable:
+    return tuple(encoder_output.shape[1:])
+
+
+def align_key(encoder_output: Any, start_sequence: Sequence[int], text_tokens: Sequence[Any], median: int) -> Hashable:
+    if int(encoder_output.shape[0]) != 1 or len(text_tokens) != 1:
+        return ("solo", next(_solo))  # several sequences at once: run as the caller built it
+    return (tuple(encoder_output.shape[1:]), tuple(start_sequence), median)
+
+
+def _on_cuda(view: Any) -> bool:
+    return str(getattr(view, "device", "cpu")) == "cuda"
+
+
+def stack(views: Sequence[Any]) -> Any:
+    """One StorageView from several of batch size 1 each (CPU through numpy, CUDA through torch)."""
+    if len(views) == 1:
+        return views[0]
+    if _on_cuda(views[0]):
+        import torch  # only GPU hosts stack on the device
+
+        tensors = [torch.as_tensor(v, device="cuda") for v in views]
+        return ctranslate2.StorageView.from_array(torch.cat(tensors).contiguous())
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate([np.asarray(v) for v in views])))
+
+
+def split(view: Any, count: int) -> list[Any]:
+    """The ``count`` items of a batched StorageView, each as a StorageView of batch size 1."""
+    if count == 1:
+        return [view]
+    if _on_cuda(view):
+        import torch
+
+        tensor = torch.as_tensor(view, device="cuda")
+        return [ctranslate2.StorageView.from_array(tensor[i : i + 1].clone()) for i in range(count)]
+    array = np.asarray(view)
+    return [ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1])) for i in range(count)]
+
+
+@dataclass
+class WhisperBatchOps:
+    """Runs one batch of one operation on a CTranslate2 Whisper model."""
+
+    model: Any  # ctranslate2.models.Whisper
+
+    def __call__(self, op: str, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+        if op == ENCODE:
+            features = stack([p[0] for p in payloads])
+            return split(self.model.encode(features, to_cpu=payloads[0][1]), len(payloads))
+        if op == GENERATE:
+            assert isinstance(key, tuple)
+            kwargs = {name: _thawed(value) for name, value in key[3]}
+            encoder_output = stack([p[0] for p in payloads])
+            return list(self.model.generate(encoder_output, [list(p[1]) for p in payloads], **kwargs))
+        if op == DETECT_LANGUAGE:
+            return list(self.model.detect_language(stack(list(payloads))))
+        if op == ALIGN:
+            encoder_output = stack([p[0] for p in payloads])
+            start_sequence, median = payloads[0][1], payloads[0][4]
+            tokens = [seq for p in payloads for seq in p[2]]
+            frames = [p[3] for p in payloads] if len(payloads) > 1 else payloads[0][3]
+            return self._split_alignments(
+                self.model.align(encoder_output, start_sequence, tokens, frames, median_filter_width=median), payloads
+            )
+        raise ValueError(f"unknown batch operation {op!r}")
+
+    @staticmethod
+    def _split_alignments(results: Sequence[Any], payloads: Sequence[Any]) -> list[Any]:
+        """Each payload gets the results of its own text sequences (one each when batched)."""
+        out, start = [], 0
+        for p in payloads:
+            out.append(list(results[start : start + len(p[2])]))
+            start += len(p[2])
+        return out
