@@ -1192,7 +1192,11 @@ def decision_lines(
         for s in lone_batched:
             ratio = _per_request(s) / _per_request(fastest)
             twin = find(str(s["key"]).replace("batched", "unbatched"), "server", 1)
-            same_threads = "" if twin is None else f"; {_per_request(s) / _per_request(twin):.3f}x {twin['label']}"
+            same_threads = (
+                ""
+                if twin is None or twin is fastest
+                else f"; {_per_request(s) / _per_request(twin):.3f}x {twin['label']}"
+            )
             lines.append(
                 f"lone request: {s['label']} {_per_request(s):.2f} s per request = {ratio:.3f}x {fastest['label']} "
                 f"({_per_request(fastest):.2f} s{same_threads}); target <= {LONE_REQUEST_TARGET}: "
