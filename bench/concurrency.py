@@ -42,11 +42,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import jiwer
@@ -84,6 +84,7 @@ from engines.vad import VadParams, group_regions, speech_regions
 from engines.whisper import WhisperEngine
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+T = TypeVar("T")
 DEFAULT_LEVELS = (1, 2, 4, 8, 16)
 DEFAULT_UNBATCHED_LEVELS = (1, 8)
 TARGET_CLIENTS = 8  # the level the throughput target and the best layout are judged at
@@ -112,7 +113,6 @@ THROUGHPUT_TARGET = 1.3
 LONE_REQUEST_TARGET = 1.05
 # The CTranslate2 calls faster-whisper makes, timed in-process and counted by the server's batch workers.
 OPS = ("encode", "generate", "align", "detect_language")
-BATCHING_SUPPORTED = "batching" in ModelConfig.model_fields
 
 # Synthetic sentences (espeak-ng) fill the clip set up to --clips: about 8–14 s each at 165 words per minute.
 SENTENCES = (
@@ -609,45 +609,49 @@ class InProcessPlan:
     references_of: tuple[Clip, ...]  # inputs the floor also transcribes, untimed (the mixed load's)
 
 
-def _in_process(
+def _using(
+    plan: InProcessPlan, configs: Mapping[str, Path], key: str, body: Callable[[WhisperEngine, DecodeOptions], T]
+) -> T:
+    """``body`` with the model loaded as ``configs[key]`` says; the model is freed before the next one loads, so
+    each row's peak RSS is its own."""
+    with in_process_engine(_load(configs[key]), configs[key], plan.requested, plan.model_id) as (engine, options):
+        result = body(engine, options)
+    del engine, options
+    gc.collect()
+    return result
+
+
+def bench_in_process(
     plan: InProcessPlan, configs: Mapping[str, Path], clips: Sequence[Clip]
 ) -> tuple[list[Row], dict[int, str], int]:
-    rows: list[Row] = []
-
-    def engine(key: str) -> AbstractContextManager[tuple[WhisperEngine, DecodeOptions]]:
-        return in_process_engine(_load(configs[key]), configs[key], plan.requested, plan.model_id)
+    """The in-process rows, before any server starts; also the floor's transcripts and the beam size."""
 
     def measure(key: str, engine: WhisperEngine, options: DecodeOptions) -> Row:
         layout = plan.layouts[key]
         in_process_row("warm-up", "warm-up", engine, options, clips[: layout.workers], layout.workers)
         return in_process_row(key, layout.label, engine, options, clips, layout.workers)
 
-    with engine("floor") as (floor_engine, options):
-        rows.append(measure("floor", floor_engine, options))
-        references = {r.clip: r.text for r in rows[0].results}
+    def floor(engine: WhisperEngine, options: DecodeOptions) -> tuple[Row, dict[int, str], int]:
+        row = measure("floor", engine, options)
+        references = {r.clip: r.text for r in row.results}
         if plan.references_of:
             print(f"in-process: floor transcripts of the {len(plan.references_of)} mixed-load inputs …", flush=True)
             for clip in plan.references_of:
-                references[clip.index] = transcribe_text(floor_engine, options, clip.data)
-        beam_size = options.beam_size
+                references[clip.index] = transcribe_text(engine, options, clip.data)
+        return row, references, options.beam_size
+
+    def wide(engine: WhisperEngine, options: DecodeOptions) -> list[Row]:
+        rows = [measure("floor-wide", engine, options)] if plan.wide else []
+        rows.extend(pipeline_row(engine, options, clips, size) for size in plan.pipeline_batch_sizes)
+        return rows
+
+    floor_row, references, beam_size = _using(plan, configs, "floor", floor)
+    rows = [floor_row]
     if plan.wide or plan.pipeline_batch_sizes:
-        with engine("floor-wide") as (wide_engine, options):
-            if plan.wide:
-                rows.append(measure("floor-wide", wide_engine, options))
-            rows.extend(pipeline_row(wide_engine, options, clips, size) for size in plan.pipeline_batch_sizes)
+        rows.extend(_using(plan, configs, "floor-wide", wide))
     if plan.side:
-        with engine("side") as (side_engine, options):
-            rows.append(measure("side", side_engine, options))
+        rows.append(_using(plan, configs, "side", lambda engine, options: measure("side", engine, options)))
     return rows, references, beam_size
-
-
-def bench_in_process(
-    plan: InProcessPlan, configs: Mapping[str, Path], clips: Sequence[Clip]
-) -> tuple[list[Row], dict[int, str], int]:
-    """The models are referenced only inside ``_in_process``: they are freed before any server starts."""
-    result = _in_process(plan, configs, clips)
-    gc.collect()
-    return result
 
 
 # --- layouts ----------------------------------------------------------------------------------------------
@@ -659,7 +663,6 @@ class Layout:
 
     key: str
     label: str
-    server: bool
     batching: bool
     workers: int  # slots (max_concurrency) or, batched, batch workers
     threads: int  # CTranslate2 threads of each
@@ -667,10 +670,8 @@ class Layout:
     def model_settings(self, max_batch_size: int | None, batch_wait_ms: float | None) -> dict[str, object]:
         """The ``models.<id>`` keys this layout sets in the config (the rest as configured)."""
         if not self.batching:
-            unbatched: dict[str, object] = {"max_concurrency": self.workers, "cpu_threads": self.threads}
-            if BATCHING_SUPPORTED:  # a config that batches by default must not here
-                unbatched["batching"] = False
-            return unbatched
+            # batching off even where the configured model batches by default
+            return {"batching": False, "max_concurrency": self.workers, "cpu_threads": self.threads}
         batched: dict[str, object] = {
             "batching": True,
             "max_concurrency": BATCHED_MAX_CONCURRENCY,
@@ -695,24 +696,21 @@ def layouts(threads: int) -> dict[str, Layout]:
     t = threads
     plural = "s" if t > 1 else ""
     return {
-        "floor": Layout("floor", "floor: in-process, 1 thread", False, False, 1, 1),
-        "floor-wide": Layout("floor-wide", f"floor: in-process, {t} thread{plural}", False, False, 1, t),
-        "side": Layout("side", f"in-process: {t} worker{plural} x 1 thread, side by side", False, False, t, 1),
-        "unbatched-wide": Layout("unbatched-wide", f"server unbatched: 1 slot x {t} thread{plural}", True, False, 1, t),
-        "unbatched-split": Layout(
-            "unbatched-split", f"server unbatched: {t} slot{plural} x 1 thread", True, False, t, 1
-        ),
-        "batched-wide": Layout("batched-wide", f"server batched: 1 worker x {t} thread{plural}", True, True, 1, t),
-        "batched-split": Layout("batched-split", f"server batched: {t} worker{plural} x 1 thread", True, True, t, 1),
+        "floor": Layout("floor", "floor: in-process, 1 thread", False, 1, 1),
+        "floor-wide": Layout("floor-wide", f"floor: in-process, {t} thread{plural}", False, 1, t),
+        "side": Layout("side", f"in-process: {t} worker{plural} x 1 thread, side by side", False, t, 1),
+        "unbatched-wide": Layout("unbatched-wide", f"server unbatched: 1 slot x {t} thread{plural}", False, 1, t),
+        "unbatched-split": Layout("unbatched-split", f"server unbatched: {t} slot{plural} x 1 thread", False, t, 1),
+        "batched-wide": Layout("batched-wide", f"server batched: 1 worker x {t} thread{plural}", True, 1, t),
+        "batched-split": Layout("batched-split", f"server batched: {t} worker{plural} x 1 thread", True, t, 1),
     }
 
 
 def configured_layout(model: ModelConfig, threads: int, cores: int) -> str | None:
     """The key of the layout the configured model runs in (its default), if it is one of this benchmark's."""
-    batching = bool(getattr(model, "batching", False))
-    workers = int(getattr(model, "batch_workers", 1)) if batching else model.max_concurrency
+    workers = model.batch_workers if model.batching else model.max_concurrency
     per_worker = model.cpu_threads or max(1, cores // workers)
-    prefix = "batched" if batching else "unbatched"
+    prefix = "batched" if model.batching else "unbatched"
     if workers == 1 and per_worker == threads:
         return f"{prefix}-wide"
     if workers == threads and per_worker == 1:
@@ -1345,7 +1343,7 @@ def _check(args: argparse.Namespace) -> None:
     most = max([*args.levels, *args.unbatched_levels])
     if most > args.clips:
         raise BenchError("every level sends each clip once: --levels may not exceed --clips")
-    if most > args.max_queue + BATCHED_MAX_CONCURRENCY:
+    if most > args.max_queue + 1:  # unbatched, one slot: the rest must wait in the queue
         raise BenchError("--max-queue must leave room for the largest level, or requests get 429")
 
 
@@ -1366,10 +1364,6 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> int:
     threads: int = args.threads or cores
     every = layouts(threads)
     selected = [key for key in SELECTABLE if key in args.layouts]
-    skipped = [key for key in selected if every.get(key) is not None and every[key].batching and not BATCHING_SUPPORTED]
-    if skipped:
-        print(f"note: this checkout has no batching engine; left out: {', '.join(skipped)}", flush=True)
-        selected = [key for key in selected if key not in skipped]
     server_keys = [key for key in SERVER_KEYS if key in selected]
     with_mixed = MIXED in selected and bool(server_keys)
     default_key = configured_layout(model_cfg, threads, cores)
@@ -1477,7 +1471,6 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> int:
         "model_id": model_id,
         "model": {"source": model_cfg.source, "device": device, "compute_type": compute_type, "beam_size": beam_size},
         "threads": threads,
-        "batching_supported": BATCHING_SUPPORTED,
         "configured_layout": default_key,
         "layouts": {key: every[key].label for key in ["floor", *selected] if key in every},
         "levels": list(levels),

@@ -13,7 +13,6 @@ import yaml
 from app.settings import DEFAULT_CONFIG, ModelConfig, load_settings
 from bench.concurrency import (
     BATCHED_MAX_CONCURRENCY,
-    BATCHING_SUPPORTED,
     Clip,
     ClipResult,
     Profile,
@@ -143,7 +142,7 @@ def test_timed_model_times_the_model_calls_and_passes_the_rest_through() -> None
 def test_layout_settings() -> None:
     every = layouts(2)
     split = every["unbatched-split"].model_settings(None, None)
-    assert split["max_concurrency"] == 2 and split["cpu_threads"] == 1
+    assert split == {"batching": False, "max_concurrency": 2, "cpu_threads": 1}
     wide = every["unbatched-wide"].model_settings(None, None)
     assert wide["max_concurrency"] == 1 and wide["cpu_threads"] == 2
     batched = every["batched-split"].model_settings(4, 2.5)
@@ -166,7 +165,6 @@ def test_configured_layout_of_an_unbatched_model() -> None:
     assert configured_layout(ModelConfig(source="x", max_concurrency=3), threads=2, cores=2) is None
 
 
-@pytest.mark.skipif(not BATCHING_SUPPORTED, reason="this checkout has no batching settings")
 def test_configured_layout_of_a_batched_model() -> None:
     model = ModelConfig.model_validate({"source": "x", "batching": True, "max_concurrency": 16, "batch_workers": 2})
     assert configured_layout(model, threads=2, cores=2) == "batched-split"
