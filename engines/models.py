@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from faster_whisper import WhisperModel
 from engines.batch_ops import WhisperBatchOps
 from engines.batching import Batcher, BatchObserver
 from engines.bundled_weights import embedded_model_dir
+from engines.cores import available_cores as available_cores  # re-exported for the benchmarks
 from engines.errors import ModelLoadError
 from engines.whisper import WhisperEngine, cuda_available
 
@@ -47,13 +47,6 @@ class WhisperSpec:
     def model_workers(self) -> int:
         """CTranslate2 workers (each with its own threads): one per batch worker, else one per inference."""
         return self.batch_workers if self.batching else self.num_workers
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
