@@ -1167,16 +1167,17 @@ def decision_lines(
                 return s
         return None
 
+    at = f"{target} client{'s' if target != 1 else ''}"
     lines = []
     side = find("side", "in-process")
     batched = [s for key in SERVER_KEYS if key.startswith("batched") and (s := find(key, "server", target))]
     if side is None or not batched:
-        lines.append(f"throughput at {target} clients: not compared (no side-by-side row or no batched row)")
+        lines.append(f"throughput at {at}: not compared (no side-by-side row or no batched row)")
     else:
         for s in batched:
             ratio = _rate(s) / _rate(side) if _rate(side) else 0.0
             lines.append(
-                f"throughput at {target} clients: {s['label']} {_rate(s):.2f} audio s/s = {ratio:.2f}x "
+                f"throughput at {at}: {s['label']} {_rate(s):.2f} audio s/s = {ratio:.2f}x "
                 f"{side['label']} ({_rate(side):.2f}); "
                 f"target >= {THROUGHPUT_TARGET}: {_met(ratio >= THROUGHPUT_TARGET)}"
             )
@@ -1218,12 +1219,12 @@ def decision_lines(
     if at_target:
         best = max(at_target, key=_rate)
         ranking = ", ".join(f"{s['label']} {_rate(s):.2f}" for s in sorted(at_target, key=_rate, reverse=True))
-        lines.append(f"best layout at {target} clients: {best['label']} (audio s/s: {ranking})")
+        lines.append(f"best layout at {at}: {best['label']} (audio s/s: {ranking})")
         default = find(default_key, "server", target) if default_key else None
         if default_key is None:
             lines.append("the configured default layout is none of the measured ones")
         elif default is None:
-            lines.append(f"the configured default ({labels[default_key]}) was not measured at {target} clients")
+            lines.append(f"the configured default ({labels[default_key]}) was not measured at {at}")
         elif default is best:
             lines.append(f"the configured default ({default['label']}) is the best measured one: yes")
         else:
