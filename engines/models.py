@@ -49,6 +49,23 @@ class WhisperSpec:
         return self.batch_workers if self.batching else self.num_workers
 
 
+def thread_budget(device: str, cpu_threads: int, workers: int, cores: int) -> tuple[int, int]:
+    """CTranslate2 workers and intra-op threads per worker that fit in ``cores``.
+
+    On CPU a worker is a set of threads: more workers than cores only makes them wait for each
+    other, so extra concurrent calls queue for a worker instead. ``cpu_threads`` 0 shares the cores
+    among the workers. On CUDA the workers are streams and keep their number.
+    """
+    if device != "cpu":
+        return workers, cpu_threads or max(1, cores // workers)
+    workers = max(1, min(workers, cores))
+    if cpu_threads and cpu_threads * workers > cores:
+        log.warning(
+            "cpu_threads %d x %d workers asks for more than the %d cores available", cpu_threads, workers, cores
+        )
+    return workers, cpu_threads or max(1, cores // workers)
+
+
 def resolve_device(device: str, compute_type: str) -> tuple[str, str]:
     """auto → CUDA with float16 when a GPU is visible, else CPU with int8."""
     if device == "auto":
@@ -63,10 +80,7 @@ def load_whisper(
 ) -> WhisperEngine:
     """Load the model; with ``spec.batching`` it gets its batching engine (reporting to ``observer``)."""
     device, compute_type = resolve_device(spec.device, spec.compute_type)
-    # cpu_threads 0: the cores shared among the model's workers (CTranslate2 gives each worker its
-    # own intra-op threads; more threads than cores only makes them wait for each other).
-    workers = spec.model_workers
-    threads = spec.cpu_threads or max(1, available_cores() // workers)
+    workers, threads = thread_budget(device, spec.cpu_threads, spec.model_workers, available_cores())
     if spec.source.startswith(EMBEDDED_PREFIX):
         location = str(embedded_model_dir(spec.source.removeprefix(EMBEDDED_PREFIX), cache_dir))
     else:

@@ -306,3 +306,14 @@ def test_observer_sees_each_batch() -> None:
 def test_invalid_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         Batcher(FakeModel(), max_batch_size=0)
+
+
+def test_thread_budget_never_asks_for_more_cores_than_there_are() -> None:
+    from engines.models import thread_budget
+
+    assert thread_budget("cpu", 0, 1, 2) == (1, 2)
+    assert thread_budget("cpu", 0, 2, 2) == (2, 1)
+    assert thread_budget("cpu", 0, 16, 2) == (2, 1)  # extra concurrent calls queue for a worker
+    assert thread_budget("cpu", 0, 3, 8) == (3, 2)
+    assert thread_budget("cpu", 4, 1, 8) == (1, 4)
+    assert thread_budget("cuda", 0, 4, 2) == (4, 1)  # CUDA workers are streams, not cores
