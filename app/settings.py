@@ -42,6 +42,13 @@ class ModelConfig(BaseModel):
         "(encoder and decoder batches); `max_concurrency` is then how many requests decode at once.",
     )
     max_batch_size: int = Field(8, ge=1, le=256, description="Batching: items per batched model call, at most.")
+    max_encoder_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Batching: windows per batched encoder call; null: `max_batch_size` on CUDA, 1 on CPU (there a "
+        "batched encoder forward cost 17-25% more CPU per window, while decoder batches still pay; bench/README.md).",
+    )
     batch_wait_ms: float = Field(
         5.0,
         ge=0,

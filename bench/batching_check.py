@@ -144,7 +144,13 @@ def run(args: argparse.Namespace) -> int:
     plain = load_whisper(replace(spec, batching=False, num_workers=1), cache_dir=settings.model_cache, offline=True)
     sizes = BatchSizes()
     batched = load_whisper(
-        replace(spec, batching=True, max_batch_size=args.max_batch_size, batch_wait_ms=20.0),
+        replace(
+            spec,
+            batching=True,
+            max_batch_size=args.max_batch_size,
+            max_encoder_batch_size=args.max_batch_size,  # batched encoder forwards too (as on a GPU)
+            batch_wait_ms=20.0,
+        ),
         cache_dir=settings.model_cache,
         offline=True,
         observer=sizes,

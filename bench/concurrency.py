@@ -13,7 +13,9 @@ on ``--threads`` CPU threads in all (default: the available cores, 2 on the refe
   (``max_concurrency``, ``cpu_threads``), at ``--unbatched-levels`` clients (default 1 and 8).
 * ``batched-wide`` / ``batched-split``: the server with ``batching: true`` (``max_concurrency`` 16): one batch
   worker of all the threads / one 1-thread batch worker per thread (``batch_workers``), at ``--levels``
-  clients (default 1, 2, 4, 8, 16). Client k sends clips k, k + clients, … one after the other.
+  clients (default 1, 2, 4, 8, 16). Client k sends clips k, k + clients, … one after the other. On CPU the
+  decoder calls are batched and the encoder forwards are not (``max_encoder_batch_size`` defaults to 1 there);
+  ``batched-wide-enc`` / ``batched-split-enc`` batch the encoder forwards too (``max_encoder_batch_size`` 8).
 * ``mixed``: on each server layout, the two longest recordings sent at once, and meanwhile a stream of ~5-s
   clips, one every ``--mixed-interval`` seconds; latency percentiles are the short clips'.
 
@@ -666,6 +668,7 @@ class Layout:
     batching: bool
     workers: int  # slots (max_concurrency) or, batched, batch workers
     threads: int  # CTranslate2 threads of each
+    encoder_batched: bool = False  # batched: encoder forwards batched too (the CPU default batches decoding only)
 
     def model_settings(self, max_batch_size: int | None, batch_wait_ms: float | None) -> dict[str, object]:
         """The ``models.<id>`` keys this layout sets in the config (the rest as configured)."""
@@ -680,13 +683,23 @@ class Layout:
         }
         if max_batch_size is not None:
             batched["max_batch_size"] = max_batch_size
+        if self.encoder_batched:
+            batched["max_encoder_batch_size"] = max_batch_size or DEFAULT_ENCODER_BATCH
         if batch_wait_ms is not None:
             batched["batch_wait_ms"] = batch_wait_ms
         return batched
 
 
 IN_PROCESS_KEYS = ("floor", "floor-wide", "side")
-SERVER_KEYS = ("unbatched-wide", "unbatched-split", "batched-wide", "batched-split")
+SERVER_KEYS = (
+    "unbatched-wide",
+    "unbatched-split",
+    "batched-wide",
+    "batched-split",
+    "batched-wide-enc",
+    "batched-split-enc",
+)
+DEFAULT_ENCODER_BATCH = 8  # the -enc layouts without --max-batch-size
 MIXED = "mixed"
 SELECTABLE = (*IN_PROCESS_KEYS[1:], *SERVER_KEYS, MIXED)  # the 1-thread floor always runs: it is the reference
 
@@ -703,6 +716,12 @@ def layouts(threads: int) -> dict[str, Layout]:
         "unbatched-split": Layout("unbatched-split", f"server unbatched: {t} slot{plural} x 1 thread", False, t, 1),
         "batched-wide": Layout("batched-wide", f"server batched: 1 worker x {t} thread{plural}", True, 1, t),
         "batched-split": Layout("batched-split", f"server batched: {t} worker{plural} x 1 thread", True, t, 1),
+        "batched-wide-enc": Layout(
+            "batched-wide-enc", f"server batched + encoder: 1 worker x {t} thread{plural}", True, 1, t, True
+        ),
+        "batched-split-enc": Layout(
+            "batched-split-enc", f"server batched + encoder: {t} worker{plural} x 1 thread", True, t, 1, True
+        ),
     }
 
 
@@ -711,10 +730,11 @@ def configured_layout(model: ModelConfig, threads: int, cores: int) -> str | Non
     workers = model.batch_workers if model.batching else model.max_concurrency
     per_worker = model.cpu_threads or max(1, cores // workers)
     prefix = "batched" if model.batching else "unbatched"
+    suffix = "-enc" if model.batching and (model.max_encoder_batch_size or 1) > 1 else ""
     if workers == 1 and per_worker == threads:
-        return f"{prefix}-wide"
+        return f"{prefix}-wide{suffix}"
     if workers == threads and per_worker == 1:
-        return f"{prefix}-split"
+        return f"{prefix}-split{suffix}"
     return None
 
 

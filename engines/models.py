@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faster_whisper import WhisperModel
 
+from engines import batch_ops
 from engines.batch_ops import WhisperBatchOps
 from engines.batching import Batcher, BatchObserver
 from engines.bundled_weights import embedded_model_dir
@@ -40,6 +41,7 @@ class WhisperSpec:
     # on ``batch_workers`` CTranslate2 workers instead of each request calling the model alone.
     batching: bool = False
     max_batch_size: int = 8
+    max_encoder_batch_size: int | None = None  # None: max_batch_size on CUDA, 1 on CPU
     batch_wait_ms: float = 5.0
     batch_workers: int = 1
 
@@ -105,9 +107,11 @@ def load_whisper(
     )  # fmt: skip
     batcher = None
     if spec.batching:
+        encoder_batch = spec.max_encoder_batch_size or (1 if device == "cpu" else spec.max_batch_size)
         batcher = Batcher(
             WhisperBatchOps(model.model),
             max_batch_size=spec.max_batch_size,
+            max_batch_sizes={batch_ops.ENCODE: encoder_batch},
             wait_seconds=spec.batch_wait_ms / 1000,
             workers=workers,
             observer=observer,

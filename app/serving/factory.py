@@ -30,6 +30,7 @@ def whisper_specs(settings: Settings) -> dict[str, WhisperSpec]:
             beam_size=cfg.beam_size,
             batching=cfg.batching,
             max_batch_size=cfg.max_batch_size,
+            max_encoder_batch_size=cfg.max_encoder_batch_size,
             batch_wait_ms=cfg.batch_wait_ms,
             batch_workers=cfg.batch_workers,
         )

@@ -3,10 +3,12 @@ they get alone, a cancelled request leaves the batch, and a short request is not
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -14,9 +16,15 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.audio import LONG_TEXT, espeak, repeat_audio, shared_audio_dir
+from app.serving.factory import whisper_specs
+from app.settings import DEFAULT_CONFIG, load_settings
+from bench.batching_check import compare, synthetic_clips
+from engines.models import load_whisper
+from engines.types import DecodeOptions
+from tests.audio import LONG_TEXT, espeak, repeat_audio, shared_audio_dir, wer
 from tests.diarization_audio import pyannote_sample
-from tests.server import RunningServer, run_server
+from tests.e2e.test_realtime import INTENT, completed, pcm24, session, transcribe_live
+from tests.server import MODEL_CACHE, RunningServer, run_server
 
 # Real recordings when the shared folder is here (the French one exercises batched language detection).
 RECORDINGS = (
@@ -48,7 +56,10 @@ BATCHED = {
             "max_queue": 16,
         }
     },
-    "aliases": {"whisper-1": {"model": "base", "usage": "duration"}},
+    "aliases": {
+        "whisper-1": {"model": "base", "usage": "duration"},
+        "gpt-live-transcribe": {"model": "base", "usage": "tokens"},
+    },
     "preload_models": ["base"],
 }
 
@@ -163,3 +174,52 @@ def test_a_short_request_finishes_before_a_long_one_started_first(
     run("short", eight_clips[-1])
     long_thread.join(600)
     assert finished == ["short", "long"]
+
+
+@pytest.mark.anyio
+async def test_live_sessions_and_a_file_request_share_the_batches(
+    batched_server: RunningServer, eight_clips: list[Path], tmp_path: Path
+) -> None:
+    """Realtime sessions' finals and speculative decodes go through the batcher beside a file request."""
+    aclient = openai.AsyncOpenAI(base_url=batched_server.v1, api_key=batched_server.api_key, max_retries=0)
+    expected = SENTENCES[-3:]
+    spoken = [espeak(tmp_path / f"live{i}.wav", text, voice=VOICES[i]) for i, text in enumerate(expected)]
+    calls_before = _samples(batched_server, "stt_batch_size_count")
+
+    async def live(path: Path) -> str:
+        async with aclient.realtime.connect(extra_query=INTENT) as conn:
+            await conn.session.update(session=session(transcription={"model": "gpt-live-transcribe"}))
+            events = await transcribe_live(conn, pcm24(path), 1, chunk_ms=50, speed=2.0)
+            return " ".join(t.transcript for t in completed(events))
+
+    async def file_request() -> str:
+        return await asyncio.to_thread(_transcribe, batched_server, eight_clips[0])
+
+    results = await asyncio.gather(file_request(), *(live(path) for path in spoken))
+    assert results[0].strip()
+    for text, got in zip(expected, results[1:], strict=True):
+        assert wer(text, got) <= 0.25, (text, got)
+    assert _samples(batched_server, "stt_batch_size_count") > calls_before
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_batched_equals_alone_with_words_and_logprobs(tmp_path: Path) -> None:
+    """In process, tiny.en: generated clips decoded at once through the batcher give exactly what each
+    gives alone, timestamps and the align calls behind word timings and log-probs included."""
+    settings = load_settings(DEFAULT_CONFIG)
+    spec = whisper_specs(settings)["tiny.en"]
+    plain = load_whisper(replace(spec, batching=False), cache_dir=MODEL_CACHE, offline=True)
+    batched = load_whisper(
+        replace(spec, batching=True, max_encoder_batch_size=8, batch_wait_ms=50.0), cache_dir=MODEL_CACHE, offline=True
+    )
+    try:
+        clips = synthetic_clips(6, tmp_path)
+        options = DecodeOptions(beam_size=spec.beam_size, word_timestamps=True, logprobs=True)
+        rows = compare(plain, batched, clips, options)
+    finally:
+        batched.close()
+    assert [name for name, same, _ in rows if not same] == []
