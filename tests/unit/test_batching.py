@@ -317,3 +317,15 @@ def test_thread_budget_never_asks_for_more_cores_than_there_are() -> None:
     assert thread_budget("cpu", 0, 3, 8) == (3, 2)
     assert thread_budget("cpu", 4, 1, 8) == (1, 4)
     assert thread_budget("cuda", 0, 4, 2) == (4, 1)  # CUDA workers are streams, not cores
+
+
+def test_alignments_never_share_a_batch() -> None:
+    """Batched alignments of different texts changed word timings (bench.batching_check), so each runs alone."""
+    import numpy as np
+
+    from engines.batch_ops import align_key
+
+    encoder_output = np.zeros((1, 1500, 512), np.float32)
+    first = align_key(encoder_output, [50258, 50259, 50359], [[1, 2, 3]], 7)
+    second = align_key(encoder_output, [50258, 50259, 50359], [[1, 2, 3]], 7)
+    assert first != second
