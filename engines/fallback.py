@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines.repetition import WindowCheck, check_window
+from engines.repetition import WindowCheck, check_window, rehears_the_end
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ class WindowDecoder:
         self._encode = model.encode
         self._frames: int | None = None  # mel frames of audio in the window being decoded
         self._hint: list[int] = []  # the keyword tokens that open the window's prompt
+        self._coarse = False  # the last window's timestamps all fell on whole seconds
 
     @classmethod
     def install(cls, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> WindowDecoder:
@@ -130,6 +131,15 @@ class WindowDecoder:
         if chosen is None:
             plain = [a for a in attempts if not a.check.repetitive]
             chosen = max(plain or attempts, key=lambda a: a.avg_logprob)
+        previous_text = tokenizer.decode(previous) if previous else ""
+        sequence = list(chosen.result.sequences_ids[0])
+        if self._coarse and previous_text and rehears_the_end(previous_text, tokenizer.decode(sequence)):
+            # The previous window's timestamps ran ahead of its audio, so this one starts too early:
+            # its text already holds this speech, and there is nothing new to add here.
+            log.debug("window hears the end of the previous one again (%s); kept nothing", chosen.label)
+            attempts.append(replace(chosen, result=Rewritten([[]], chosen.result.no_speech_prob), label="nothing"))
+            chosen = attempts[-1]
+        self._coarse = coarse_timestamps(sequence, tokenizer.timestamp_begin)
         if len(attempts) > 1:
             log.debug(
                 "window decoded again: %s; kept %s",
@@ -188,7 +198,8 @@ class WindowDecoder:
 
     def _check(self, tokens: list[int], tokenizer: Any, prompt: list[int]) -> WindowCheck:
         text_tokens = [t for t in tokens if t < tokenizer.eot]
-        return check_window(tokenizer.decode(tokens), text_tokens, _previous_text(prompt, tokenizer, len(self._hint)))
+        previous = _previous_text(prompt, tokenizer, len(self._hint))
+        return check_window(tokenizer.decode(tokens), text_tokens, previous, tokenizer.decode(previous))
 
     def _cut(self, attempt: Attempt, encoder_output: Any, prompt: list[int], tokenizer: Any) -> Attempt | None:
         """The attempt up to where its loop starts, re-timed from the audio; None when too little is left."""
@@ -217,6 +228,17 @@ class WindowDecoder:
             check=self._check(sequence, tokenizer, prompt),
             label=attempt.label + ", loop cut",
         )
+
+
+def coarse_timestamps(sequence: list[int], timestamp_begin: int, minimum: int = 8) -> bool:
+    """Did the decoder put every one of at least ``minimum`` timestamps on a whole second?
+
+    Whisper's timestamps step by 20 ms; when they collapse onto whole seconds (0, 1, 2, … for
+    sentences of every length) they no longer follow the audio, and the window usually ends
+    before its speech does.
+    """
+    stamps = [t - timestamp_begin for t in sequence if t >= timestamp_begin]
+    return len(stamps) >= minimum and all(s % round(1 / TIME_PRECISION) == 0 for s in stamps)
 
 
 def _previous_text(prompt: list[int], tokenizer: Any, hint: int = 0) -> list[int]:

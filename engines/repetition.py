@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ TAIL_MIN_TOKENS = 12
 TAIL_MIN_FRACTION = 0.8
 # A window whose tokens repeat the previous text (the prompt) over at least this fraction copied it.
 COPY_MIN_FRACTION = 0.5
+# The same on words (lower case, no punctuation): Whisper also copies the previous text without its
+# capitals and punctuation, which gives other tokens for the same words. Four words: about six tokens.
+WORD_NGRAM = 4
 
 
 def compression_ratio(text: str) -> float:
@@ -32,14 +36,48 @@ def _ngrams(tokens: Sequence[int], n: int) -> set[tuple[int, ...]]:
 
 def copied_fraction(previous: Sequence[int], tokens: Sequence[int], ngram: int = NGRAM) -> float:
     """The fraction of ``tokens`` that lies in runs of ``ngram`` or more tokens also found in ``previous``."""
-    if len(tokens) < ngram:
+    return _covered_fraction(previous, tokens, ngram)
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation (apostrophes kept: "don't" stays one word)."""
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def copied_words_fraction(previous_text: str, text: str, ngram: int = WORD_NGRAM) -> float:
+    """The fraction of ``text``'s words in runs of ``ngram`` or more words also found in ``previous_text``."""
+    return _covered_fraction(words(previous_text), words(text), ngram)
+
+
+def _covered_fraction(previous: Sequence[object], items: Sequence[object], ngram: int) -> float:
+    if len(items) < ngram:
         return 0.0
-    seen = _ngrams(previous, ngram)
-    covered = [False] * len(tokens)
-    for i in range(len(tokens) - ngram + 1):
-        if tuple(tokens[i : i + ngram]) in seen:
+    seen = {tuple(previous[i : i + ngram]) for i in range(len(previous) - ngram + 1)}
+    covered = [False] * len(items)
+    for i in range(len(items) - ngram + 1):
+        if tuple(items[i : i + ngram]) in seen:
             covered[i : i + ngram] = [True] * ngram
-    return sum(covered) / len(tokens)
+    return sum(covered) / len(items)
+
+
+# A window whose words repeat the end of the previous text this closely heard that speech again.
+REHEARD_MIN_FRACTION = 0.8
+
+
+def rehears_the_end(previous_text: str, text: str, ngram: int = WORD_NGRAM) -> bool:
+    """Does ``text`` say again the last part of ``previous_text`` (not all of it)?
+
+    When a window's timestamps run ahead of its audio, the next window starts too early and hears
+    the end of the previous one again; Whisper transcribes it again even without the previous text
+    in its prompt. The sign: the window's words are the previous text's last words, starting in its
+    middle. (A passage said twice for real starts again from its beginning, and stays.)
+    """
+    before, now = words(previous_text), words(text)
+    if len(now) < 2 * ngram or _covered_fraction(before, now, ngram) < REHEARD_MIN_FRACTION:
+        return False
+    opening = tuple(now[:ngram])
+    starts = [i for i in range(1, len(before) - ngram + 1) if tuple(before[i : i + ngram]) == opening]
+    return any(0.7 <= (len(before) - i) / len(now) <= 1.5 for i in starts)
 
 
 def repeated_marks(tokens: Sequence[int], previous: Sequence[int] = (), ngram: int = NGRAM) -> list[bool]:
@@ -110,8 +148,9 @@ class WindowCheck:
         return ", ".join(reasons) or "clean"
 
 
-def check_window(text: str, tokens: Sequence[int], previous: Sequence[int] = ()) -> WindowCheck:
-    """Check a window's text and its text tokens (no timestamps) against the previous text's tokens."""
-    return WindowCheck(
-        compression_ratio(text.strip()), repeated_tail(tokens, previous), copied_fraction(previous, tokens)
-    )
+def check_window(
+    text: str, tokens: Sequence[int], previous: Sequence[int] = (), previous_text: str = ""
+) -> WindowCheck:
+    """Check a window's text and its text tokens (no timestamps) against the previous text (tokens and text)."""
+    copied = max(copied_fraction(previous, tokens), copied_words_fraction(previous_text, text))
+    return WindowCheck(compression_ratio(text.strip()), repeated_tail(tokens, previous), copied)

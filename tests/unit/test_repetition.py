@@ -279,3 +279,30 @@ def test_a_failing_alignment_gives_up_the_cut_and_decodes_again() -> None:
     features = np.full((80, 3000), -0.5, dtype=np.float32)
     result, _, _, _ = decoder(model.encode(features), SOT_SEQUENCE, FakeTokenizer(), fw_options())
     assert result.sequences_ids[0] == greedy
+
+
+def test_a_window_that_hears_the_end_of_the_previous_one_again_is_recognised() -> None:
+    from engines.repetition import rehears_the_end
+
+    previous = (
+        "Hello. I'm in New Jersey now, though. Well, there's not much difference. At least, you know, they all "
+        "call me a Yankee down here, so we'll come through. Oh, I don't hear that in New Jersey now."
+    )
+    again = "well there's not much difference at least you know they all call me a Yankee down here so I don't"
+    assert rehears_the_end(previous, again)
+    # A passage said twice for real starts again from its beginning: it stays.
+    passage = "It was a bright cold day in April, and the clocks were striking thirteen. The hallway smelt of cabbage."
+    assert not rehears_the_end(passage, passage)
+    # New speech, or too little to judge.
+    assert not rehears_the_end(previous, "The train to Boston leaves at half past nine tomorrow morning.")
+    assert not rehears_the_end(previous, "New Jersey now")
+
+
+def test_timestamps_on_whole_seconds_only_are_coarse() -> None:
+    from engines.fallback import coarse_timestamps
+
+    begin = 50364
+    whole = [begin + 50 * s for s in (0, 1, 1, 2, 2, 3, 3, 4, 12, 14)]
+    assert coarse_timestamps(whole, begin)
+    assert not coarse_timestamps([*whole, begin + 731], begin)  # 14.62 s: follows the audio
+    assert not coarse_timestamps(whole[:4], begin)  # too few to tell
