@@ -3,7 +3,6 @@ tables, and what the machine was doing."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -12,10 +11,9 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 import wave
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ from app.api.presenters import API_PRESENTERS
 from app.serving.factory import build_service
 from app.serving.service import TranscriptionService
 from app.settings import PROJECT_ROOT, Settings
+from bench.entry import BenchError as BenchError  # re-exported: the benchmarks import it from here
+from bench.entry import bench_main as bench_main
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.types import Transcriber
 from engines.whisper import WhisperEngine
@@ -42,22 +42,6 @@ BUSY_LOAD = 0.5
 # Recordings named `xx_...` with a language code other than `en` are left out of the long file:
 # Whisper detects the language once, from the first 30 s, so foreign speech would be mis-decoded.
 _LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
-
-
-class BenchError(RuntimeError):
-    """A problem that stops the benchmark with a clear message (no traceback)."""
-
-
-def bench_main(
-    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], argv: Sequence[str] | None
-) -> int:
-    """Every benchmark's entry point: parse the arguments, run, and report a BenchError without a traceback."""
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
 
 
 def audio_dir() -> Path:

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from bench import ct2_cuda, random_whisper
+from bench.entry import BenchError, bench_main
 from engines.cores import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,10 +52,6 @@ FRAMES = 3000  # 30 s of 10-ms mel frames
 MAX_DECODE_TOKENS = 224
 T = TypeVar("T")
 PROMPT = (random_whisper.SOT, random_whisper.ENGLISH, "<|transcribe|>", "<|notimestamps|>")
-
-
-class BenchError(RuntimeError):
-    """Stops the benchmark with a message. bench.common has one too, but importing it needs the server's packages."""
 
 
 @dataclass(frozen=True)
@@ -310,12 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,14 @@ Items share a batch only when the batched call gives each of them what it would 
   with the start-of-transcript token at the same place (CTranslate2 decodes a batch in lockstep
   from one start position; a window conditioned on different previous text rarely matches);
 - ``detect_language``: the same encoder shape;
-- ``align`` (word timings, log-prob scoring) never shares a batch: batched alignments of texts of
-  different lengths gave other word timings (and, through the timings that place the next window,
-  other text: WER 0.17 against alone on a 53-s recording). It still goes through the batcher, in
-  turn with everyone else's calls.
+- ``align`` (word timings, log-prob scoring) never shares a batch (``OP_LIMITS``): batched
+  alignments of texts of different lengths gave other word timings (and, through the timings that
+  place the next window, other text: WER 0.17 against alone on a 53-s recording). It still goes
+  through the batcher, in turn with everyone else's calls.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ import ctranslate2
 import numpy as np
 
 ENCODE, GENERATE, DETECT_LANGUAGE, ALIGN = "encode", "generate", "detect_language", "align"
-_solo = itertools.count()  # keys that never match another item's
+OP_LIMITS = {ALIGN: 1}  # items per call, whatever max_batch_size says (see the module's docstring)
 
 
 def _frozen(value: Any) -> Hashable:
@@ -50,11 +49,6 @@ def generate_key(encoder_output: Any, prompt: Sequence[int], sot: int, kwargs: d
 
 def detect_key(encoder_output: Any) -> Hashable:
     return tuple(encoder_output.shape[1:])
-
-
-def align_key(encoder_output: Any, start_sequence: Sequence[int], text_tokens: Sequence[Any], median: int) -> Hashable:
-    """A key no other call has: alignments run one call at a time (see the module's docstring)."""
-    return ("solo", next(_solo))
 
 
 def _on_cuda(view: Any) -> bool:
@@ -103,21 +97,9 @@ class WhisperBatchOps:
             return list(self.model.generate(encoder_output, [list(p[1]) for p in payloads], **kwargs))
         if op == DETECT_LANGUAGE:
             return list(self.model.detect_language(stack(list(payloads))))
-        if op == ALIGN:
-            encoder_output = stack([p[0] for p in payloads])
-            start_sequence, median = payloads[0][1], payloads[0][4]
-            tokens = [seq for p in payloads for seq in p[2]]
-            frames = [p[3] for p in payloads] if len(payloads) > 1 else payloads[0][3]
-            return self._split_alignments(
-                self.model.align(encoder_output, start_sequence, tokens, frames, median_filter_width=median), payloads
-            )
+        if op == ALIGN:  # one item per call (OP_LIMITS)
+            ((encoder_output, start_sequence, text_tokens, num_frames, median),) = payloads
+            return [
+                self.model.align(encoder_output, start_sequence, text_tokens, num_frames, median_filter_width=median)
+            ]
         raise ValueError(f"unknown batch operation {op!r}")
-
-    @staticmethod
-    def _split_alignments(results: Sequence[Any], payloads: Sequence[Any]) -> list[Any]:
-        """Each payload gets the results of its own text sequences (one each when batched)."""
-        out, start = [], 0
-        for p in payloads:
-            out.append(list(results[start : start + len(p[2])]))
-            start += len(p[2])
-        return out

@@ -58,13 +58,12 @@ def thread_budget(device: str, cpu_threads: int, workers: int, cores: int) -> tu
     other, so extra concurrent calls queue for a worker instead. ``cpu_threads`` 0 shares the cores
     among the workers. On CUDA the workers are streams and keep their number.
     """
-    if device != "cpu":
-        return workers, cpu_threads or max(1, cores // workers)
-    workers = max(1, min(workers, cores))
-    if cpu_threads and cpu_threads * workers > cores:
-        log.warning(
-            "cpu_threads %d x %d workers asks for more than the %d cores available", cpu_threads, workers, cores
-        )
+    if device == "cpu":
+        workers = max(1, min(workers, cores))
+        if cpu_threads and cpu_threads * workers > cores:
+            log.warning(
+                "cpu_threads %d x %d workers asks for more than the %d cores available", cpu_threads, workers, cores
+            )
     return workers, cpu_threads or max(1, cores // workers)
 
 
@@ -111,7 +110,7 @@ def load_whisper(
         batcher = Batcher(
             WhisperBatchOps(model.model),
             max_batch_size=spec.max_batch_size,
-            max_batch_sizes={batch_ops.ENCODE: encoder_batch},
+            max_batch_sizes={**batch_ops.OP_LIMITS, batch_ops.ENCODE: encoder_batch},
             wait_seconds=spec.batch_wait_ms / 1000,
             workers=workers,
             observer=observer,

@@ -6,6 +6,9 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")  # a token id or a word
 
 # Whisper's own threshold: text that zlib squeezes this much is repetitive.
 COMPRESSION_RATIO_THRESHOLD = 2.4
@@ -30,8 +33,8 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-def _ngrams(tokens: Sequence[int], n: int) -> set[tuple[int, ...]]:
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+def _ngrams(items: Sequence[T], n: int) -> set[tuple[T, ...]]:
+    return {tuple(items[i : i + n]) for i in range(len(items) - n + 1)}
 
 
 def copied_fraction(previous: Sequence[int], tokens: Sequence[int], ngram: int = NGRAM) -> float:
@@ -49,10 +52,10 @@ def copied_words_fraction(previous_text: str, text: str, ngram: int = WORD_NGRAM
     return _covered_fraction(words(previous_text), words(text), ngram)
 
 
-def _covered_fraction(previous: Sequence[object], items: Sequence[object], ngram: int) -> float:
+def _covered_fraction(previous: Sequence[T], items: Sequence[T], ngram: int) -> float:
     if len(items) < ngram:
         return 0.0
-    seen = {tuple(previous[i : i + ngram]) for i in range(len(previous) - ngram + 1)}
+    seen = _ngrams(previous, ngram)
     covered = [False] * len(items)
     for i in range(len(items) - ngram + 1):
         if tuple(items[i : i + ngram]) in seen:

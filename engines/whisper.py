@@ -111,9 +111,8 @@ class _Recorder:
             return self.inner.align(
                 encoder_output, start_sequence, text_tokens, num_frames, median_filter_width=median_filter_width
             )
-        key = batch_ops.align_key(encoder_output, start_sequence, text_tokens, median_filter_width)
         payload = (encoder_output, list(start_sequence), text_tokens, num_frames, median_filter_width)
-        return self._submit(batch_ops.ALIGN, key, payload)
+        return self._submit(batch_ops.ALIGN, None, payload)
 
     def record(self, encoder_output: Any, prompt: list[int], sequence: list[int]) -> None:
         """Keep a result whose tokens the fallback rewrote, so its segments can still be scored."""

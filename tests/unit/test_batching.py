@@ -73,17 +73,23 @@ def wait_pending(batcher: Batcher, count: int) -> None:
         time.sleep(0.005)
 
 
+def run_held(model: FakeModel, batcher: Batcher, jobs: Sequence[tuple[str, Hashable, Any]]) -> list[Any]:
+    """Submit ``jobs`` while the model is held, let it go once all are pending, then close the batcher."""
+    results: list[Any] = []
+    runner = threading.Thread(target=lambda: results.extend(run_threads(batcher, jobs)))
+    runner.start()
+    wait_pending(batcher, len(jobs))
+    model.gate.set()
+    runner.join(10)
+    batcher.close()
+    return results
+
+
 def test_compatible_items_run_as_one_batch_and_each_gets_its_own_result() -> None:
     model = FakeModel()
     batcher = held_batcher(model, max_batch_size=8, wait_seconds=0)
     jobs = [("generate", "k", i) for i in range(1, 6)]
-    results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(run_threads(batcher, jobs)))
-    runner.start()
-    wait_pending(batcher, 5)
-    model.gate.set()
-    runner.join(10)
-    batcher.close()
+    results = run_held(model, batcher, jobs)
     assert results == [2, 4, 6, 8, 10]
     assert model.sizes() == [1, 5]  # the held warm-up item, then all five together
 
@@ -92,13 +98,7 @@ def test_items_with_different_keys_or_ops_never_share_a_batch() -> None:
     model = FakeModel()
     batcher = held_batcher(model, max_batch_size=8, wait_seconds=0)
     jobs = [("generate", "a", 1), ("generate", "b", 2), ("encode", "a", 3), ("generate", "a", 4)]
-    results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(run_threads(batcher, jobs)))
-    runner.start()
-    wait_pending(batcher, 4)
-    model.gate.set()
-    runner.join(10)
-    batcher.close()
+    results = run_held(model, batcher, jobs)
     assert results == [2, 4, 6, 8]
     groups = sorted((op, key, sorted(p)) for op, key, p in model.batches[1:])
     assert groups == [("encode", "a", [3]), ("generate", "a", [1, 4]), ("generate", "b", [2])]
@@ -107,13 +107,7 @@ def test_items_with_different_keys_or_ops_never_share_a_batch() -> None:
 def test_batches_are_split_at_max_batch_size() -> None:
     model = FakeModel()
     batcher = held_batcher(model, max_batch_size=3, wait_seconds=0)
-    results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(run_threads(batcher, [("g", "k", i) for i in range(7)])))
-    runner.start()
-    wait_pending(batcher, 7)
-    model.gate.set()
-    runner.join(10)
-    batcher.close()
+    results = run_held(model, batcher, [("g", "k", i) for i in range(7)])
     assert results == [2 * i for i in range(7)]
     assert model.sizes()[1:] == [3, 3, 1]
 
@@ -144,13 +138,7 @@ def test_a_failing_item_gets_the_error_and_the_others_their_results() -> None:
     model = FakeModel()
     model.fail_on = {3}
     batcher = held_batcher(model, max_batch_size=8, wait_seconds=0)
-    results: list[Any] = []
-    runner = threading.Thread(target=lambda: results.extend(run_threads(batcher, [("g", "k", i) for i in (1, 3, 5)])))
-    runner.start()
-    wait_pending(batcher, 3)
-    model.gate.set()
-    runner.join(10)
-    batcher.close()
+    results = run_held(model, batcher, [("g", "k", i) for i in (1, 3, 5)])
     assert results[0] == 2 and results[2] == 10
     assert isinstance(results[1], RuntimeError)
     assert model.sizes()[1:] == [3, 1, 1, 1]  # the failed batch, then each item alone
@@ -321,11 +309,10 @@ def test_thread_budget_never_asks_for_more_cores_than_there_are() -> None:
 
 def test_alignments_never_share_a_batch() -> None:
     """Batched alignments of different texts changed word timings (bench.batching_check), so each runs alone."""
-    import numpy as np
+    from engines.batch_ops import ALIGN, OP_LIMITS
 
-    from engines.batch_ops import align_key
-
-    encoder_output = np.zeros((1, 1500, 512), np.float32)
-    first = align_key(encoder_output, [50258, 50259, 50359], [[1, 2, 3]], 7)
-    second = align_key(encoder_output, [50258, 50259, 50359], [[1, 2, 3]], 7)
-    assert first != second
+    model = FakeModel()
+    batcher = held_batcher(model, max_batch_size=8, wait_seconds=0, max_batch_sizes=dict(OP_LIMITS))
+    results = run_held(model, batcher, [(ALIGN, None, i) for i in (1, 2, 3)])
+    assert results == [2, 4, 6]
+    assert model.sizes()[1:] == [1, 1, 1]
