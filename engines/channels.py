@@ -14,8 +14,8 @@ import numpy.typing as npt
 from engines.audio import SAMPLE_RATE, Channels, Samples
 from engines.diarization.speakers import letters, match_known_speakers
 from engines.diarization.types import Diarizer, Embedding
-from engines.diarized import SpeakerSegment
 from engines.longform import LongFormRun
+from engines.speaker_pieces import MIN_SEGMENT_SECONDS, SpeakerSegment
 from engines.types import Segment, TranscriptInfo
 
 FRAME_SECONDS = 0.03
@@ -160,8 +160,9 @@ class ChannelRun:
             if self.speakers:
                 if not segment.text.strip():
                     continue
+                end = max(segment.end, round(segment.start + MIN_SEGMENT_SECONDS, 3))
                 yield SpeakerSegment(
-                    f"seg_{index}", segment.start, segment.end, segment.text, self.names[channel], len(segment.tokens)
+                    f"seg_{index}", segment.start, end, segment.text, self.names[channel], len(segment.tokens)
                 )
             else:
                 yield replace(segment, id=index)

@@ -27,6 +27,10 @@ DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
 # Unchunked blocks are still checked for any speech at all: Whisper invents text on pure noise.
 # A low threshold on loudness-normalised audio, so faint speech still counts as speech.
 SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
+# VAD speech left after Whisper's last segment in a chunk, at least this long, is decoded again
+# (at most this many times per chunk, so a VAD that hears speech Whisper never finds cannot loop).
+MIN_TAIL_SECONDS = 1.0
+MAX_TAIL_DECODES = 2
 
 
 @dataclass(frozen=True)
@@ -142,11 +146,27 @@ class LongFormRun:
             consumed = unfinished[0].start if unfinished else max(0, buffer.size - guard)
             regions = complete
         for chunk in group_regions(regions, params.max_chunk_seconds):
-            self._check_cancel()
-            chunk_seconds = chunk.start / SAMPLE_RATE
-            for segment in self._transcribe(audio[chunk.start : chunk.end], self.options.prompt):
-                yield _shift(segment, chunk_seconds, chunk.start // (SAMPLE_RATE // FRAMES_PER_SECOND), segment.id)
+            yield from self._vad_chunk(audio, chunk, regions)
         return consumed
+
+    def _vad_chunk(self, audio: Samples, chunk: Span, regions: list[Span]) -> Iterator[Segment]:
+        """One chunk, then again from where Whisper stopped while the VAD still hears speech after it.
+
+        Whisper sometimes ends a short window early (end of text after the first sentences), and
+        the speech after that would be lost; the rest of the chunk is decoded on its own instead.
+        """
+        start = chunk.start
+        for _ in range(MAX_TAIL_DECODES + 1):
+            self._check_cancel()
+            heard_until = start
+            for segment in self._transcribe(audio[start : chunk.end], self.options.prompt):
+                shifted = _shift(segment, start / SAMPLE_RATE, start // (SAMPLE_RATE // FRAMES_PER_SECOND), segment.id)
+                heard_until = max(heard_until, round(shifted.end * SAMPLE_RATE))
+                yield shifted
+            tail = unheard_tail(regions, heard_until, chunk.end)
+            if tail is None or heard_until <= start:
+                return  # everything heard, or Whisper found nothing to say in what is left
+            start = tail
 
     def _transcribe(self, audio: Samples, prompt: str | None) -> Generator[Segment, None, None]:
         options = replace(self.options, prompt=prompt)
@@ -160,6 +180,16 @@ class LongFormRun:
     def _check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise DecodingCancelled("decoding was cancelled")
+
+
+def unheard_tail(regions: list[Span], heard_until: int, chunk_end: int) -> int | None:
+    """Where to decode again: the first stretch of VAD speech of at least ``MIN_TAIL_SECONDS`` that
+    lies after ``heard_until`` (samples) and before ``chunk_end``, else None."""
+    for region in regions:
+        start, end = max(region.start, heard_until), min(region.end, chunk_end)
+        if end - start >= MIN_TAIL_SECONDS * SAMPLE_RATE:
+            return start
+    return None
 
 
 def _has_speech(audio: Samples) -> bool:
