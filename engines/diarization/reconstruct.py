@@ -12,6 +12,7 @@ the dominant voice in the exclusive (one speaker at a time) view.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,8 +59,12 @@ class Run:
     clean: int  # of which no other local speaker speaks
 
 
-def local_runs(activity: Activity, max_gap: int) -> list[Run]:
-    """Each local speaker's activity per chunk, cut where it pauses for more than ``max_gap`` frames."""
+def local_runs(activity: Activity, max_gap: int, max_length: int = 0) -> list[Run]:
+    """Each local speaker's activity per chunk, cut where it pauses for more than ``max_gap`` frames.
+
+    With ``max_length`` > 0, a longer run is cut into equal parts of at most that many frames: the
+    segmentation can hear two voices that follow each other without a pause as one local speaker.
+    """
     runs: list[Run] = []
     others = activity.sum(axis=2)
     for chunk, speaker in zip(*np.nonzero(activity.any(axis=1)), strict=True):
@@ -70,17 +75,32 @@ def local_runs(activity: Activity, max_gap: int) -> list[Run]:
         starts = [on[0], *on[breaks + 1].tolist()]
         ends = [*(on[breaks] + 1).tolist(), on[-1] + 1]
         for start, end in zip(starts, ends, strict=True):
-            runs.append(
-                Run(
-                    int(chunk),
-                    int(speaker),
-                    int(start),
-                    int(end),
-                    int(mask[start:end].sum()),
-                    int(clean[start:end].sum()),
-                )
-            )
+            parts = -(-(end - start) // max_length) if max_length > 0 else 1
+            edges = np.linspace(start, end, parts + 1).round().astype(np.int64).tolist()
+            for first, last in itertools.pairwise(edges):
+                if mask[first:last].any():
+                    active, quiet = int(mask[first:last].sum()), int(clean[first:last].sum())
+                    runs.append(Run(int(chunk), int(speaker), first, last, active, quiet))
     return runs
+
+
+def run_seconds(activity: Activity, runs: list[Run], grid: Grid) -> npt.NDArray[np.float32]:
+    """The speech each run stands for, in seconds: a frame heard by n overlapping chunks counts 1/n per chunk.
+
+    So a cluster's weight is the seconds it speaks, also at the ends of a recording, where fewer
+    chunks see each frame.
+    """
+    num_chunks = activity.shape[0]
+    seen = np.zeros(grid.global_frames(num_chunks), dtype=np.float32)
+    for chunk in range(num_chunks):
+        offset = grid.chunk_offset(chunk)
+        seen[offset : offset + grid.frames_per_chunk] += 1
+    out = np.zeros(len(runs), dtype=np.float32)
+    for index, run in enumerate(runs):
+        offset = grid.chunk_offset(run.chunk)
+        heard = activity[run.chunk, run.start : run.end, run.speaker] > 0
+        out[index] = float((heard / seen[offset + run.start : offset + run.end]).sum()) * grid.frame_step
+    return out
 
 
 def run_mask(activity: Activity, run: Run, *, clean: bool) -> Binary:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engines.diarization.clustering import agglomerate
 from engines.diarization.reconstruct import (
@@ -14,6 +15,7 @@ from engines.diarization.reconstruct import (
     inherit_labels,
     local_runs,
     run_mask,
+    run_seconds,
     select_speakers,
     speaker_count,
 )
@@ -128,3 +130,19 @@ def test_agglomerate_honours_speaker_count_bounds() -> None:
     assert agglomerate(embeddings, seconds, threshold=0.3, max_clusters=2).max() == 1
     assert agglomerate(embeddings, seconds, threshold=1.5, min_clusters=3).max() == 2
     assert agglomerate(embeddings[:1], seconds[:1], threshold=0.3).tolist() == [0]
+
+
+def test_long_runs_are_cut_into_equal_parts_of_at_most_max_length() -> None:
+    data = activity(["1111111111"])
+    runs = local_runs(data, max_gap=1, max_length=4)
+    assert [(r.start, r.end, r.active) for r in runs] == [(0, 3, 3), (3, 7, 4), (7, 10, 3)]
+    assert [(r.start, r.end) for r in local_runs(data, max_gap=1)] == [(0, 10)]
+
+
+def test_run_seconds_count_each_frame_once_however_many_chunks_hear_it() -> None:
+    # chunks every 5 frames, 10 frames long: the middle frames are heard by two chunks, the ends by one
+    data = activity(["1111111111"], ["1111111111"])
+    runs = local_runs(data, max_gap=0)
+    seconds = run_seconds(data, runs, GRID)
+    assert seconds.tolist() == pytest.approx([0.5 + 0.25, 0.25 + 0.5])
+    assert float(seconds.sum()) == pytest.approx(15 * GRID.frame_step)
