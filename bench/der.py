@@ -60,4 +60,9 @@ def coverage(truth: Turns, turns: Turns) -> float:
     return float((reference & covered).sum() / max(1, reference.sum()))
 
 
-__all__ = ["COLLAR", "Truth", "annotation", "coverage", "der_parts", "speakers_in"]
+def pct(value: float) -> str:
+    """A share as a percentage with one decimal."""
+    return f"{100 * value:.1f}%"
+
+
+__all__ = ["COLLAR", "Truth", "annotation", "coverage", "der_parts", "pct", "speakers_in"]

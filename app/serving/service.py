@@ -50,6 +50,28 @@ class Admission:
         self.reservation.release()
 
 
+def chunking_vad(settings: Settings, chunking: ChunkingStrategy | None) -> VadParams | None:
+    """`auto` uses the server's VAD settings with loudness normalisation; `server_vad` the caller's."""
+    if chunking is None and settings.default_chunking_strategy == "auto":
+        chunking = ChunkingStrategy(type="auto")
+    if chunking is None:
+        return None
+    if chunking.type == "auto":
+        return VadParams(
+            threshold=settings.vad_threshold,
+            silence_duration_ms=settings.vad_silence_duration_ms,
+            prefix_padding_ms=settings.vad_prefix_padding_ms,
+            max_chunk_seconds=settings.vad_max_chunk_seconds,
+            normalize_loudness=True,
+        )
+    return VadParams(
+        threshold=chunking.vad.threshold,
+        silence_duration_ms=chunking.vad.silence_duration_ms,
+        prefix_padding_ms=chunking.vad.prefix_padding_ms,
+        max_chunk_seconds=settings.vad_max_chunk_seconds,
+    )
+
+
 class TranscriptionService:
     """Turns a validated request into a job that holds everything it needs; no HTTP in here."""
 
@@ -102,26 +124,7 @@ class TranscriptionService:
         )
 
     def vad_params(self, chunking: ChunkingStrategy | None) -> VadParams | None:
-        """`auto` uses the server's VAD settings with loudness normalisation; `server_vad` the caller's."""
-        settings = self.settings
-        if chunking is None and settings.default_chunking_strategy == "auto":
-            chunking = ChunkingStrategy(type="auto")
-        if chunking is None:
-            return None
-        if chunking.type == "auto":
-            return VadParams(
-                threshold=settings.vad_threshold,
-                silence_duration_ms=settings.vad_silence_duration_ms,
-                prefix_padding_ms=settings.vad_prefix_padding_ms,
-                max_chunk_seconds=settings.vad_max_chunk_seconds,
-                normalize_loudness=True,
-            )
-        return VadParams(
-            threshold=chunking.vad.threshold,
-            silence_duration_ms=chunking.vad.silence_duration_ms,
-            prefix_padding_ms=chunking.vad.prefix_padding_ms,
-            max_chunk_seconds=settings.vad_max_chunk_seconds,
-        )
+        return chunking_vad(self.settings, chunking)
 
     def wants_speakers(self, request: AudioRequest, route: ModelRoute) -> bool:
         if request.response_format is ResponseFormat.DIARIZED_JSON:
