@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     vad_silence_duration_ms: int = Field(500, ge=0, description="Silence that ends a speech region for `auto`.")
     vad_prefix_padding_ms: int = Field(300, ge=0, description="Audio kept before and after speech for `auto`.")
     vad_max_chunk_seconds: float = Field(30.0, gt=1, le=30, description="Longest chunk handed to Whisper with VAD.")
+    vad_context_ms: int = Field(
+        1000, ge=0, le=5000, description="Silence around each VAD chunk that Whisper hears too (at most half a gap)."
+    )
     block_seconds: float = Field(
         300.0, ge=30, description="Audio decoded and transcribed per block; bounds memory on long files."
     )

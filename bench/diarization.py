@@ -41,7 +41,15 @@ from bench.diarization_heldout import (
     recording_table,
 )
 from bench.diarization_heldout import summary as heldout_summary
-from bench.diarization_served import offline_exclusive, rules_cv, served, served_scores, served_table, whisper_runs
+from bench.diarization_served import (
+    context_cv,
+    offline_exclusive,
+    rules_cv,
+    served,
+    served_scores,
+    served_table,
+    whisper_runs,
+)
 from bench.vad_heldout import evaluate as vad_evaluate
 from bench.vad_heldout import summary as vad_summary
 from bench.vad_heldout import vad_table
@@ -289,13 +297,21 @@ def run(args: argparse.Namespace) -> int:
             offline = offline_exclusive(recordings)
             answers = served(recordings, workdir)
             scores = served_scores(recordings, answers, offline)
-            rules = rules_cv(recordings, whisper_runs(recordings), offline)
-            report["served"] = {"answers": answers, "scores": scores, "rules": vars_of(rules)}
+            runs = whisper_runs(recordings)
+            rules = rules_cv(recordings, runs, offline)
+            context = context_cv(recordings, runs, offline)
+            report["served"] = {
+                "answers": answers,
+                "scores": scores,
+                "rules": vars_of(rules),
+                "vad_context": vars_of(context),
+            }
             loads["after_server"] = load_average()
             printed += [
                 "Through the server: gpt-4o-transcribe-diarize, diarized_json, per chunking mode",
                 served_table(recordings, scores),
-                f"Word placement rules held out: {rules_summary(rules)}",
+                f"Word placement rules held out: {cv_line(rules)}",
+                f"`auto` chunk context held out (words and coverage lost without chunking): {cv_line(context)}",
             ]
     report["machine"] = machine_info(available_cores(), loads)
     out: Path = args.out or RESULTS_DIR / f"diarization-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -320,7 +336,7 @@ def vars_of(cv: CrossValidation) -> dict[str, Any]:
     }
 
 
-def rules_summary(cv: CrossValidation) -> str:
+def cv_line(cv: CrossValidation) -> str:
     v = vars_of(cv)
     return (
         f"in use {dict(cv.candidates[0])}: error {v['in_use_error']:.3f}; in-sample choice {v['in_sample_choice']} "

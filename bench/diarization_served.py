@@ -35,6 +35,7 @@ MODES: dict[str, Any] = {
     "server_vad": {"type": "server_vad"},  # the SDK's object with the server's defaults
 }
 RULES_GRID: list[dict[str, Any]] = grid(attach_seconds=(1.0, 0.0, 0.5, 2.0), min_piece_seconds=(0.3, 0.0, 0.6))
+CONTEXT_GRID = (1000, 0, 500)  # `vad_context_ms`: the value in use first
 
 
 def offline_exclusive(recordings: Sequence[Recording]) -> dict[str, Diarization]:
@@ -102,7 +103,12 @@ def served_scores(
 
 
 def whisper_runs(recordings: Sequence[Recording]) -> dict[tuple[str, str], list[Segment]]:
-    """Whisper base's own segments (with words) per (mode, recording), as the server decodes them."""
+    """Whisper base's own segments (with words) per (mode, recording), as the server decodes them.
+
+    Modes: "none", "auto" (the settings in use) and "auto@<ms>" for each other ``CONTEXT_GRID`` value.
+    """
+    from dataclasses import replace
+
     from app.serving.protocol import ChunkingStrategy
     from app.serving.service import chunking_vad
     from app.settings import load_settings
@@ -114,13 +120,45 @@ def whisper_runs(recordings: Sequence[Recording]) -> dict[tuple[str, str], list[
     model = settings.models["base"]
     spec = WhisperSpec(name="base", source=model.source, cpu_threads=0, num_workers=1)
     engine = load_whisper(spec, cache_dir=settings.model_cache, offline=True)
+    auto = chunking_vad(settings, ChunkingStrategy(type="auto"))
+    assert auto is not None
+    configs: dict[str, LongFormConfig] = {"none": LongFormConfig(), "auto": LongFormConfig(vad=auto)}
+    for context in CONTEXT_GRID[1:]:
+        configs[f"auto@{context}"] = LongFormConfig(vad=replace(auto, context_ms=context))
     runs = {}
-    for mode in ("none", "auto"):
-        config = LongFormConfig(vad=chunking_vad(settings, ChunkingStrategy(type="auto")) if mode == "auto" else None)
+    for mode, config in configs.items():
+        print(f"served: Whisper base in process, {mode} …", flush=True)
         for r in recordings:
             run = LongFormRun(engine, DecodeOptions(word_timestamps=True), [r.audio], config)
             runs[mode, r.name] = list(run.segments())
     return runs
+
+
+def context_cv(
+    recordings: Sequence[Recording],
+    runs: Mapping[tuple[str, str], list[Segment]],
+    offline: Mapping[str, Diarization],
+) -> CrossValidation:
+    """Leave-one-recording-out over ``CONTEXT_GRID`` (the first value is the one in use).
+
+    The error is what `auto` loses against no chunking: the share of words it does not return
+    plus the reference speech it no longer covers (nothing when it returns more).
+    """
+    from engines.diarization.speakers import name_speakers
+
+    def served(mode: str, r: Recording) -> tuple[int, float]:
+        assembler = PieceAssembler(name_speakers(offline[r.name].exclusive))
+        pieces = [p for s in runs[mode, r.name] for p in assembler.feed(s)] + list(assembler.flush())
+        words = sum(len(p.text.split()) for p in pieces)
+        return words, coverage(r.truth, [(p.start, p.end, p.speaker) for p in pieces])
+
+    errors = np.zeros((len(CONTEXT_GRID), len(recordings)))
+    for r_index, r in enumerate(recordings):
+        words, covered = served("none", r)
+        for c_index, context in enumerate(CONTEXT_GRID):
+            auto_words, auto_covered = served("auto" if c_index == 0 else f"auto@{context}", r)
+            errors[c_index, r_index] = max(0.0, 1 - auto_words / max(words, 1)) + max(0.0, covered - auto_covered)
+    return from_matrix([{"context_ms": c} for c in CONTEXT_GRID], [r.name for r in recordings], errors)
 
 
 def rules_error(

@@ -18,7 +18,7 @@ import numpy as np
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, Transcriber, TranscriptInfo, Word
-from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions
+from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions, widen_chunks
 from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
@@ -145,7 +145,8 @@ class LongFormRun:
             unfinished = regions[len(complete) :]
             consumed = unfinished[0].start if unfinished else max(0, buffer.size - guard)
             regions = complete
-        for chunk in group_regions(regions, params.max_chunk_seconds):
+        chunks = group_regions(regions, params.max_chunk_seconds)
+        for chunk in widen_chunks(chunks, audio.size, params.context_ms * SAMPLE_RATE // 1000):
             yield from self._vad_chunk(audio, chunk, regions)
         return consumed
 

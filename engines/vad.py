@@ -20,6 +20,9 @@ class VadParams:
     max_chunk_seconds: float = 30.0
     normalize_loudness: bool = False
     min_speech_duration_ms: int = 0
+    # Silence around a chunk that Whisper hears too (at most half the gap to the next chunk): a
+    # decode that starts right at the first word drops more words than one with some lead-in.
+    context_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,18 @@ def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
         min_speech_duration_ms=params.min_speech_duration_ms,
     )
     return [Span(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
+
+
+def widen_chunks(chunks: list[Span], total: int, context: int) -> list[Span]:
+    """Each chunk with up to ``context`` samples of the silence on either side, never past half a gap."""
+    out = []
+    for index, chunk in enumerate(chunks):
+        before = chunk.start - chunks[index - 1].end if index else chunk.start
+        after = chunks[index + 1].start - chunk.end if index + 1 < len(chunks) else total - chunk.end
+        lead = min(context, before if index == 0 else before // 2)
+        tail = min(context, after if index + 1 == len(chunks) else after // 2)
+        out.append(Span(chunk.start - max(0, lead), chunk.end + max(0, tail)))
+    return out
 
 
 def group_regions(regions: list[Span], max_chunk_seconds: float) -> list[Span]:

@@ -63,12 +63,14 @@ def chunking_vad(settings: Settings, chunking: ChunkingStrategy | None) -> VadPa
             prefix_padding_ms=settings.vad_prefix_padding_ms,
             max_chunk_seconds=settings.vad_max_chunk_seconds,
             normalize_loudness=True,
+            context_ms=settings.vad_context_ms,
         )
     return VadParams(
         threshold=chunking.vad.threshold,
         silence_duration_ms=chunking.vad.silence_duration_ms,
         prefix_padding_ms=chunking.vad.prefix_padding_ms,
         max_chunk_seconds=settings.vad_max_chunk_seconds,
+        context_ms=settings.vad_context_ms,
     )
 
 

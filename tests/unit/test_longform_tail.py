@@ -12,7 +12,7 @@ import engines.longform as longform
 from engines.audio import SAMPLE_RATE, Samples
 from engines.longform import LongFormConfig, LongFormRun, unheard_tail
 from engines.types import DecodeOptions, Segment, TranscriptInfo
-from engines.vad import Span, VadParams
+from engines.vad import Span, VadParams, widen_chunks
 
 
 class EarlyEnder:
@@ -77,3 +77,15 @@ def test_no_second_decode_when_whisper_heard_the_whole_chunk(monkeypatch: pytest
     engine = EarlyEnder(heard_seconds=30.0)
     list(LongFormRun(engine, DecodeOptions(), [speech(20.0)], LongFormConfig(vad=VadParams())).segments())
     assert engine.calls == [20.0]
+
+
+def test_chunks_widen_into_the_silence_around_them_but_never_past_half_a_gap() -> None:
+    second = SAMPLE_RATE
+    chunks = [Span(2 * second, 5 * second), Span(6 * second, 9 * second), Span(12 * second, 14 * second)]
+    widened = widen_chunks(chunks, total=int(14.5 * second), context=second)
+    assert widened == [
+        Span(1 * second, int(5.5 * second)),  # 1 s before; half the 1-s gap after
+        Span(int(5.5 * second), 10 * second),
+        Span(11 * second, int(14.5 * second)),  # the end of the audio is nearer than 1 s
+    ]
+    assert widen_chunks(chunks, total=14 * second, context=0) == chunks
