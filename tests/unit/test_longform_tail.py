@@ -11,7 +11,7 @@ import pytest
 import engines.longform as longform
 from engines.audio import SAMPLE_RATE, Samples
 from engines.longform import LongFormConfig, LongFormRun, unheard_tail
-from engines.types import DecodeOptions, Segment, TranscriptInfo
+from engines.types import DecodeOptions, Segment, TranscriptInfo, Word
 from engines.vad import Span, VadParams, widen_chunks
 
 
@@ -89,3 +89,29 @@ def test_chunks_widen_into_the_silence_around_them_but_never_past_half_a_gap() -
         Span(11 * second, int(14.5 * second)),  # the end of the audio is nearer than 1 s
     ]
     assert widen_chunks(chunks, total=14 * second, context=0) == chunks
+
+
+class LeadInTimer(EarlyEnder):
+    """Times its first word from the window's start, as Whisper does after leading silence."""
+
+    def transcribe(
+        self, audio: Samples, options: DecodeOptions, cancel: threading.Event | None = None
+    ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
+        seconds = audio.size / SAMPLE_RATE
+        words = [Word(" early", 0.0, 1.5, 0.9), Word(" late", 1.5, seconds, 0.9)]
+
+        def segments() -> Generator[Segment, None, None]:
+            yield Segment(0, 0, 0.0, seconds, " early late", [1, 2], 0.0, -0.1, 1.0, 0.0, words)
+
+        return TranscriptInfo("transcribe", "en", 1.0, seconds, 0, 0), segments()
+
+
+def test_times_stay_inside_the_speech_of_a_chunk_widened_with_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    second = SAMPLE_RATE
+    monkeypatch.setattr(longform, "speech_regions", lambda audio, params: [Span(3 * second, 6 * second)])
+    run = LongFormRun(
+        LeadInTimer(30.0), DecodeOptions(), [speech(10.0)], LongFormConfig(vad=VadParams(context_ms=1000))
+    )
+    (segment,) = run.segments()
+    assert (segment.start, segment.end) == (3.0, 6.0)  # the window was 2-7 s
+    assert [(w.start, w.end) for w in segment.words] == [(3.0, 3.5), (3.5, 6.0)]
