@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +80,8 @@ class Evidence:
     activity: Activity  # (chunks, frames, local speakers) from the segmentation model
     runs: list[Run]
     embeddings: npt.NDArray[np.float32]  # (runs, 192), unit norm; zero rows for runs not embedded
+    usable: npt.NDArray[np.bool_]  # runs with an embedding of their own
     seconds: float
-    usable: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 class CamppDiarizer:
@@ -139,7 +139,8 @@ class CamppDiarizer:
         """
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         seconds = audio.size / SAMPLE_RATE
-        empty = Evidence(np.zeros((0, 0, 0), dtype=np.float32), [], np.zeros((0, 192), dtype=np.float32), seconds)
+        nothing = np.zeros((0, 0, 0), dtype=np.float32)
+        empty = Evidence(nothing, [], np.zeros((0, 192), dtype=np.float32), np.zeros(0, dtype=bool), seconds)
         if audio.size < SAMPLE_RATE // 10:
             return empty
         s, frame = settings or self.settings, self._grid.frame_step
@@ -149,7 +150,7 @@ class CamppDiarizer:
             if not runs:
                 return empty
             embeddings, usable = self._embed_runs(audio, activity, runs, s)
-        return Evidence(activity, runs, embeddings, seconds, usable)
+        return Evidence(activity, runs, embeddings, usable, seconds)
 
     def decide(
         self,
