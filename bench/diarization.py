@@ -31,6 +31,8 @@ from bench.crossval import CrossValidation
 from bench.der import COLLAR, der_parts, pct, speakers_in
 from bench.diarization_heldout import (
     OWN,
+    OWN_GRID,
+    STRUCTURAL_GRID,
     MethodResult,
     Recording,
     evaluate,
@@ -256,17 +258,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_heldout:
             every = evaluate(recordings)
             methods = fixed_runs(every)
+            structural = evaluate(recordings, {OWN: OWN_GRID}, STRUCTURAL_GRID)[OWN]
             anchor_results = {} if args.no_anchors else anchors(recordings)
             loads["after_heldout"] = load_average()
             report["heldout"] = {
                 "methods": heldout_summary(methods, recordings),
                 "run_length_tuned_too": heldout_summary({OWN: every[OWN]}, recordings),
+                "run_shape_tuned_too": heldout_summary({OWN: structural}, recordings),
                 "anchors": anchor_results,
             }
             printed += [
                 "Held out (leave one recording out): each way of clustering, tuned on the other recordings",
                 method_table(methods),
-                method_table({f"{OWN}, run length tuned too": every[OWN]}),
+                method_table(
+                    {f"{OWN}, run length tuned too": every[OWN], f"{OWN}, pause and clean speech too": structural}
+                ),
                 f"{OWN} per recording: held-out and in-sample DER beside the anchors (speakers found: anchors)",
                 heldout_table(recordings, methods[OWN], anchor_results),
                 recording_table(methods[OWN], recordings),
