@@ -53,6 +53,21 @@ class CrossValidation:
         keys = list(self.candidates[0]) if self.candidates else []
         return {key: sorted({self.candidates[f.chosen][key] for f in self.folds}, key=repr) for key in keys}
 
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: the first candidate (the values in use), the held-out and in-sample figures, the folds."""
+        return {
+            "in_use": dict(self.candidates[0]),
+            "in_use_mean_error": round(float(self.errors[0].mean()), 4),
+            "held_out_mean_error": round(self.held_out_mean, 4),
+            "in_sample_choice": dict(self.candidates[self.in_sample]),
+            "in_sample_mean_error": round(self.in_sample_mean, 4),
+            "gap": round(self.gap, 4),
+            "spread": {k: list(v) for k, v in self.spread().items()},
+            "folds": {
+                f.held_out: {"chosen": dict(self.candidates[f.chosen]), "error": round(f.error, 4)} for f in self.folds
+            },
+        }
+
     def chosen_in_fold(self, recording: str) -> Candidate:
         return self.candidates[next(f.chosen for f in self.folds if f.held_out == recording)]
 

@@ -304,8 +304,8 @@ def run(args: argparse.Namespace) -> int:
             report["served"] = {
                 "answers": answers,
                 "scores": scores,
-                "rules": vars_of(rules),
-                "vad_context": vars_of(context),
+                "rules": rules.summary(),
+                "vad_context": context.summary(),
             }
             loads["after_server"] = load_average()
             printed += [
@@ -327,21 +327,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def vars_of(cv: CrossValidation) -> dict[str, Any]:
-    return {
-        "in_sample_choice": dict(cv.candidates[cv.in_sample]),
-        "in_sample_error": round(cv.in_sample_mean, 4),
-        "held_out_error": round(cv.held_out_mean, 4),
-        "spread": {k: list(v) for k, v in cv.spread().items()},
-        "in_use_error": round(float(cv.errors[0].mean()), 4),
-    }
-
-
 def cv_line(cv: CrossValidation) -> str:
-    v = vars_of(cv)
+    v = cv.summary()
     return (
-        f"in use {dict(cv.candidates[0])}: error {v['in_use_error']:.3f}; in-sample choice {v['in_sample_choice']} "
-        f"{v['in_sample_error']:.3f}; held-out {v['held_out_error']:.3f}; spread {v['spread']}"
+        f"in use {v['in_use']}: error {v['in_use_mean_error']:.3f}; in-sample choice {v['in_sample_choice']} "
+        f"{v['in_sample_mean_error']:.3f}; held-out {v['held_out_mean_error']:.3f}; spread {v['spread']}"
     )
 
 

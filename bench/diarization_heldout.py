@@ -186,11 +186,7 @@ def summary(results: Mapping[str, MethodResult], recordings: Sequence[Recording]
     for name, result in results.items():
         cv = result.cv
         out[name] = {
-            "held_out_mean_der": round(cv.held_out_mean, 4),
-            "in_sample_mean_der": round(cv.in_sample_mean, 4),
-            "gap": round(cv.gap, 4),
-            "in_sample_choice": dict(cv.candidates[cv.in_sample]),
-            "spread": {k: list(v) for k, v in cv.spread().items()},
+            **cv.summary(),  # errors are mean DER
             "count_errors": result.count_errors(),
             "recordings": {
                 r.name: {

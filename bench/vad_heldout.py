@@ -64,17 +64,8 @@ def evaluate(recordings: Sequence[Recording], candidates: Sequence[Mapping[str, 
 
 
 def summary(cv: CrossValidation) -> dict[str, Any]:
-    in_use = 0  # the first candidate: the settings in use
-    return {
-        "in_use": dict(cv.candidates[in_use]),
-        "in_use_mean_error": round(float(cv.errors[in_use].mean()), 4),
-        "held_out_mean_error": round(cv.held_out_mean, 4),
-        "in_sample_choice": dict(cv.candidates[cv.in_sample]),
-        "in_sample_mean_error": round(cv.in_sample_mean, 4),
-        "spread": {k: list(v) for k, v in cv.spread().items()},
-        "folds": {f.held_out: {"chosen": dict(cv.candidates[f.chosen]), "error": round(f.error, 4)} for f in cv.folds},
-        "per_recording_in_use": dict(zip(cv.recordings, np.round(cv.errors[in_use], 4).tolist(), strict=True)),
-    }
+    per_recording = dict(zip(cv.recordings, np.round(cv.errors[0], 4).tolist(), strict=True))
+    return {**cv.summary(), "per_recording_in_use": per_recording}
 
 
 def vad_table(cv: CrossValidation) -> str:

@@ -72,14 +72,14 @@ def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
 
 
 def widen_chunks(chunks: list[Span], total: int, context: int) -> list[Span]:
-    """Each chunk with up to ``context`` samples of the silence on either side, never past half a gap."""
+    """Each chunk (sorted, apart) with up to ``context`` samples of the silence on each side, never past half a gap."""
     out = []
     for index, chunk in enumerate(chunks):
         before = chunk.start - chunks[index - 1].end if index else chunk.start
         after = chunks[index + 1].start - chunk.end if index + 1 < len(chunks) else total - chunk.end
         lead = min(context, before if index == 0 else before // 2)
         tail = min(context, after if index + 1 == len(chunks) else after // 2)
-        out.append(Span(chunk.start - max(0, lead), chunk.end + max(0, tail)))
+        out.append(Span(chunk.start - lead, chunk.end + tail))
     return out
 
 

