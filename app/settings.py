@@ -23,10 +23,14 @@ UsageKind = Literal["duration", "tokens"]
 
 
 class ModelConfig(BaseModel):
-    """One local Whisper model."""
+    """One local model, of any engine family."""
 
+    engine: Literal["whisper", "moonshine"] = Field(
+        "whisper", description="Engine family (engines/families.py): `whisper` (faster-whisper) or `moonshine`."
+    )
     source: str = Field(
-        description="`embedded:base`, `embedded:tiny.en`, a CTranslate2 directory, or a hub id / size name."
+        description="Whisper: `embedded:base`, `embedded:tiny.en`, a CTranslate2 directory, or a hub id / size name. "
+        "Moonshine: `embedded:base-en` or a directory of its ONNX Runtime files."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when a GPU is visible.")
     compute_type: str = Field("auto", description="CTranslate2 compute type; auto: float16 on CUDA, int8 on CPU.")

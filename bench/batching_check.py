@@ -22,13 +22,14 @@ from pathlib import Path
 
 import jiwer
 
-from app.serving.factory import whisper_specs
+from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, load_settings
 from bench.common import BenchError, audio_dir, bench_main
 from engines.audio import Samples, decode_audio
-from engines.models import load_whisper
+from engines.spec import LoadContext
 from engines.types import DecodeOptions
-from engines.whisper import WhisperEngine
+from engines.whisper.engine import WhisperEngine
+from engines.whisper.loading import load_whisper
 
 SYNTHETIC = (
     "The quarterly report was finished late on Friday, so the team reviewed the numbers again on Monday.",
@@ -140,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    spec = whisper_specs(settings)[args.model]
-    plain = load_whisper(replace(spec, batching=False, num_workers=1), cache_dir=settings.model_cache, offline=True)
+    spec = model_specs(settings)[args.model]
+    plain = load_whisper(replace(spec, batching=False, num_workers=1), LoadContext(settings.model_cache, offline=True))
     sizes = BatchSizes()
     batched = load_whisper(
         replace(
@@ -151,9 +152,7 @@ def run(args: argparse.Namespace) -> int:
             max_encoder_batch_size=args.max_batch_size,  # batched encoder forwards too (as on a GPU)
             batch_wait_ms=20.0,
         ),
-        cache_dir=settings.model_cache,
-        offline=True,
-        observer=sizes,
+        LoadContext(settings.model_cache, offline=True, observer=sizes),
     )
     with tempfile.TemporaryDirectory() as tmp:
         clips = recorded_clips(args.dir or audio_dir()) + synthetic_clips(args.synthetic, Path(tmp))

@@ -29,7 +29,7 @@ from bench.entry import BenchError as BenchError  # re-exported: the benchmarks 
 from bench.entry import bench_main as bench_main
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.types import Transcriber
-from engines.whisper import WhisperEngine
+from engines.whisper.engine import WhisperEngine
 from tests.server import free_port, server_process
 
 SHORT_FILE = "en_osr_harvard72_8k.wav"

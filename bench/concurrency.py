@@ -80,10 +80,11 @@ from bench.common import (
     write_wav,
 )
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
-from engines.models import available_cores, resolve_device
+from engines.cores import available_cores
 from engines.types import DecodeOptions
 from engines.vad import VadParams, group_regions, speech_regions
-from engines.whisper import WhisperEngine
+from engines.whisper.engine import WhisperEngine
+from engines.whisper.loading import resolve_device
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 T = TypeVar("T")

@@ -56,7 +56,7 @@ from bench.vad_heldout import evaluate as vad_evaluate
 from bench.vad_heldout import summary as vad_summary
 from bench.vad_heldout import vad_table
 from engines.audio import SAMPLE_RATE, decode_audio
-from engines.models import available_cores
+from engines.cores import available_cores
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 ENGINES = ("embedded", "resemblyzer")

@@ -17,8 +17,9 @@ from engines.audio import SAMPLE_RATE, AudioFile
 from engines.channels import ChannelRun, check_channels, split_blocks
 from engines.diarized import SpeakerSegment
 from engines.longform import LongFormConfig, LongFormRun
-from engines.models import WhisperSpec, load_whisper
+from engines.spec import LoadContext, ModelSpec
 from engines.types import DecodeOptions, Transcriber
+from engines.whisper.loading import load_whisper
 
 BLOCK_SECONDS = 60.0
 
@@ -76,7 +77,9 @@ def channel_wer(shared: Path, workdir: Path) -> list[dict[str, Any]]:
     from tests.audio import wer
 
     print("channels: loading Whisper base …", flush=True)
-    engine = load_whisper(WhisperSpec("base", "embedded:base"), cache_dir=PROJECT_ROOT / "var" / "models", offline=True)
+    engine = load_whisper(
+        ModelSpec("base", "embedded:base"), LoadContext(PROJECT_ROOT / "var" / "models", offline=True)
+    )
     out = []
     for name, data, refs in stereo_cases(shared, workdir):
         print(f"channels: {name} …", flush=True)

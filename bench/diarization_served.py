@@ -113,13 +113,14 @@ def whisper_runs(recordings: Sequence[Recording]) -> dict[tuple[str, str], list[
     from app.serving.service import chunking_vad
     from app.settings import load_settings
     from engines.longform import LongFormConfig, LongFormRun
-    from engines.models import WhisperSpec, load_whisper
+    from engines.spec import LoadContext, ModelSpec
     from engines.types import DecodeOptions
+    from engines.whisper.loading import load_whisper
 
     settings = load_settings()
     model = settings.models["base"]
-    spec = WhisperSpec(name="base", source=model.source, cpu_threads=0, num_workers=1)
-    engine = load_whisper(spec, cache_dir=settings.model_cache, offline=True)
+    spec = ModelSpec(name="base", source=model.source, cpu_threads=0, num_workers=1)
+    engine = load_whisper(spec, LoadContext(settings.model_cache, offline=True))
     auto = chunking_vad(settings, ChunkingStrategy(type="auto"))
     assert auto is not None
     configs: dict[str, LongFormConfig] = {"none": LongFormConfig(), "auto": LongFormConfig(vad=auto)}

@@ -48,7 +48,7 @@ from bench.common import (
     run_server,
 )
 from engines.audio import decode_audio
-from engines.models import available_cores
+from engines.cores import available_cores
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 RECORDINGS = ("en_osr_harvard72_8k.wav", "diar_pyaudioanalysis_radio4spk.wav", "diar_voxconverse_gwtwd.wav")

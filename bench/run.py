@@ -44,9 +44,10 @@ from bench.common import (
     whisper_engine,
 )
 from engines.audio import decode_audio
-from engines.models import available_cores, resolve_device
+from engines.cores import available_cores
 from engines.types import DecodeOptions
-from engines.whisper import WhisperEngine
+from engines.whisper.engine import WhisperEngine
+from engines.whisper.loading import resolve_device
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
@@ -85,7 +86,7 @@ def transcribe_once(engine: WhisperEngine, options: DecodeOptions, data: bytes, 
 
 
 def _in_process_runs(settings: Settings, requested: str, files: Sequence[BenchFile], runs: int) -> list[Measured]:
-    service = server_service(settings)  # the same WhisperSpec (beam size, threads, compute type) as the server
+    service = server_service(settings)  # the same ModelSpec (beam size, threads, compute type) as the server
     model_id = service.resolve(requested).model_id
     print(f"in-process: loading model {model_id!r} …", flush=True)
     results = []

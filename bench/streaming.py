@@ -51,8 +51,9 @@ from bench.common import (
     server_service,
 )
 from engines.audio import SAMPLE_RATE, AudioFile, decode_audio
-from engines.models import available_cores, resolve_device
+from engines.cores import available_cores
 from engines.vad import VadParams, group_regions, normalize_loudness, speech_regions
+from engines.whisper.loading import resolve_device
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 DEFAULT_RUNS = 2

@@ -15,7 +15,7 @@ and hands each request its share. Rules:
 - **Isolation.** When a batched call fails, its items run again one by one, so only the item
   that really fails gets the error.
 
-The batcher knows nothing about Whisper: ``run`` (engines/batch_ops.py for CTranslate2) turns one
+The batcher knows nothing about Whisper: ``run`` (engines/whisper/batch_ops.py for CTranslate2) turns one
 operation and a list of payloads into a list of results.
 """
 

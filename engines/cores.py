@@ -7,10 +7,13 @@ oversubscribes the quota and makes the threads throttle each other.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+
+log = logging.getLogger(__name__)
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -113,3 +116,19 @@ def _ratio(quota: str, period: str) -> float | None:
     if q <= 0 or p <= 0:  # -1 is v1's "unlimited"; anything else non-positive is garbage
         return None
     return q / p
+
+
+def thread_budget(device: str, cpu_threads: int, workers: int, cores: int) -> tuple[int, int]:
+    """CTranslate2 workers and intra-op threads per worker that fit in ``cores``.
+
+    On CPU a worker is a set of threads: more workers than cores only makes them wait for each
+    other, so extra concurrent calls queue for a worker instead. ``cpu_threads`` 0 shares the cores
+    among the workers. On CUDA the workers are streams and keep their number.
+    """
+    if device == "cpu":
+        workers = max(1, min(workers, cores))
+        if cpu_threads and cpu_threads * workers > cores:
+            log.warning(
+                "cpu_threads %d x %d workers asks for more than the %d cores available", cpu_threads, workers, cores
+            )
+    return workers, cpu_threads or max(1, cores // workers)

@@ -8,7 +8,6 @@ only speech is transcribed, in chunks of at most ~30 s cut at silences.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -19,7 +18,6 @@ from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, Transcriber, TranscriptInfo, Word
 from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions, widen_chunks
-from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
 PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
@@ -71,7 +69,7 @@ class LongFormRun:
             language_probability=first.language_probability if first else 0.0,
             duration=duration,
             prompt_tokens=self.engine.count_tokens(self.options.prompt) if self.options.prompt else 0,
-            audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
+            audio_tokens=self.engine.audio_tokens(duration),
         )
 
     def segments(self) -> Iterator[Segment]:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from engines.models import WhisperSpec
+from engines.spec import ModelSpec
 from engines.types import Transcriber
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ class ModelManager:
 
     def __init__(
         self,
-        specs: dict[str, WhisperSpec],
+        specs: dict[str, ModelSpec],
         *,
-        loader: Callable[[WhisperSpec], Transcriber],
+        loader: Callable[[ModelSpec], Transcriber],
         idle_unload: dict[str, float | None] | None = None,
         events: ModelEvents | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -11,6 +11,8 @@ from typing import Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from engines.capabilities import Capabilities
+
 Task = Literal["transcribe", "translate"]
 
 # Whisper's temperature fallback schedule, used when the caller asks for temperature 0.
@@ -125,7 +127,8 @@ class TranscriptResult(Protocol):
 
 
 class Transcriber(Protocol):
-    """A loaded speech recogniser (WhisperEngine, or a fake in tests); shared between threads."""
+    """A loaded speech recogniser of any family (engines/families.py), or a fake in tests; shared
+    between threads. Nothing outside a family's package knows more of it than this."""
 
     name: str
 
@@ -133,9 +136,13 @@ class Transcriber(Protocol):
     def device(self) -> str: ...
 
     @property
-    def is_multilingual(self) -> bool: ...
+    def capabilities(self) -> Capabilities: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+    def audio_tokens(self, seconds: float) -> int:
+        """Input tokens that ``seconds`` of audio count as in usage (the model's encoder positions)."""
+        ...
 
     def transcribe(
         self, audio: npt.NDArray[np.float32], options: DecodeOptions, cancel: threading.Event | None = None

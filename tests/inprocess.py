@@ -21,9 +21,11 @@ from app.api.auth import hash_key, new_secret
 from app.main import create_app
 from app.settings import ApiKeyRecord, Settings
 from engines.audio import SAMPLE_RATE
+from engines.capabilities import Capabilities
 from engines.errors import DecodingCancelled
-from engines.models import WhisperSpec
+from engines.spec import ModelSpec
 from engines.types import DecodeOptions, Segment, TranscriptInfo
+from tests.fake_capabilities import WHISPER_LIKE, fake_audio_tokens
 
 WINDOW_SECONDS = 30.0
 FAKE_TEXT = " fake words"
@@ -36,9 +38,12 @@ class FakeEngine:
     name: str = "fake"
     decode_seconds: float = 0.0
     device: str = "cpu"
-    is_multilingual: bool = True
+    capabilities: Capabilities = WHISPER_LIKE
     windows_decoded: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def audio_tokens(self, seconds: float) -> int:
+        return fake_audio_tokens(seconds)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -94,7 +99,7 @@ class FakeLoader:
     load_seconds: float = 0.0
     loads: int = 0
 
-    def __call__(self, spec: WhisperSpec) -> FakeEngine:
+    def __call__(self, spec: ModelSpec) -> FakeEngine:
         time.sleep(self.load_seconds)
         self.loads += 1
         return self.engine

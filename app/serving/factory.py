@@ -10,19 +10,21 @@ from app.serving.jobs import Presenters
 from app.serving.service import TranscriptionService
 from app.settings import Settings
 from engines.batching import BatchObserver
+from engines.families import load_model
 from engines.manager import ModelEvents, ModelManager
-from engines.models import WhisperSpec, load_whisper
+from engines.spec import LoadContext, ModelSpec
 from engines.types import Transcriber
 
-Loader = Callable[[WhisperSpec], Transcriber]
+Loader = Callable[[ModelSpec], Transcriber]
 BatchEvents = Callable[[str], BatchObserver]  # a model's name → what its batching engine reports to
 
 
-def whisper_specs(settings: Settings) -> dict[str, WhisperSpec]:
+def model_specs(settings: Settings) -> dict[str, ModelSpec]:
     return {
-        name: WhisperSpec(
+        name: ModelSpec(
             name=name,
             source=cfg.source,
+            kind=cfg.engine,
             device=cfg.device,
             compute_type=cfg.compute_type,
             cpu_threads=cfg.cpu_threads,
@@ -45,18 +47,18 @@ def build_manager(
     events: ModelEvents | None = None,
     batch_events: BatchEvents | None = None,
 ) -> ModelManager:
-    """``loader`` defaults to real Whisper weights; tests pass a fake one."""
+    """``loader`` defaults to each model's family loader (engines/families.py); tests pass a fake one."""
     return ModelManager(
-        whisper_specs(settings),
+        model_specs(settings),
         loader=loader or partial(_load_real, settings=settings, batch_events=batch_events),
         idle_unload={name: cfg.idle_unload_seconds for name, cfg in settings.models.items()},
         events=events,
     )
 
 
-def _load_real(spec: WhisperSpec, *, settings: Settings, batch_events: BatchEvents | None) -> Transcriber:
+def _load_real(spec: ModelSpec, *, settings: Settings, batch_events: BatchEvents | None) -> Transcriber:
     observer = batch_events(spec.name) if batch_events is not None else None
-    return load_whisper(spec, cache_dir=settings.model_cache, offline=settings.offline, observer=observer)
+    return load_model(spec, LoadContext(cache_dir=settings.model_cache, offline=settings.offline, observer=observer))
 
 
 def build_service(

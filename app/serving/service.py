@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from app.serving.capabilities import Asked, check_supported
 from app.serving.channels import build_channel_run, check_request, wants_separate
 from app.serving.deadline import Deadline
 from app.serving.diarizers import DiarizerHolder
@@ -74,6 +75,19 @@ def chunking_vad(settings: Settings, chunking: ChunkingStrategy | None) -> VadPa
     )
 
 
+def asked(request: AudioRequest, *, speakers: bool = False) -> Asked:
+    return Asked(
+        task=request.task,
+        language=request.language,
+        languages=request.languages,
+        prompt=request.prompt,
+        keywords=request.keywords,
+        word_timestamps=request.word_timestamps,
+        logprobs=request.logprobs,
+        speakers=speakers,
+    )
+
+
 class TranscriptionService:
     """Turns a validated request into a job that holds everything it needs; no HTTP in here."""
 
@@ -98,20 +112,7 @@ class TranscriptionService:
         raise ModelNotFound(requested)
 
     def decode_options(self, request: AudioRequest, engine: Transcriber, model_id: str) -> DecodeOptions:
-        if request.task == "translate" and not engine.is_multilingual:
-            raise InvalidInput(
-                "model", f"Model '{request.model}' is English-only and cannot translate.", code="unsupported_value"
-            )
-        if request.language not in (None, "en") and not engine.is_multilingual:
-            raise InvalidInput(
-                "language", f"Model '{request.model}' is English-only; language must be 'en'.", code="unsupported_value"
-            )
-        if request.languages and "en" not in request.languages and not engine.is_multilingual:
-            raise InvalidInput(
-                "languages",
-                f"Model '{request.model}' is English-only; languages must include 'en'.",
-                code="unsupported_value",
-            )
+        check_supported(asked(request), engine.capabilities, request.model)
         temperatures = FALLBACK_TEMPERATURES if request.temperature == 0 else (request.temperature,)
         return DecodeOptions(
             task=request.task,

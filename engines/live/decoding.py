@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 
@@ -11,7 +10,6 @@ import numpy as np
 from engines.audio import SAMPLE_RATE, Samples
 from engines.types import DecodeOptions, TokenLogprob, Transcriber
 from engines.vad import VadParams, normalize_loudness, speech_regions
-from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 # The same gate as unchunked file blocks: Whisper invents text on noise, so audio with no speech at
 # all (a manual commit of silence) is not decoded.
@@ -38,10 +36,6 @@ class Hypothesis:
     @property
     def seconds(self) -> float:
         return self.samples / SAMPLE_RATE
-
-    @property
-    def audio_tokens(self) -> int:
-        return math.ceil(self.seconds * ENCODER_POSITIONS_PER_SECOND)
 
 
 def has_speech(audio: Samples) -> bool:

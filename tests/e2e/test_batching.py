@@ -16,11 +16,12 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.serving.factory import whisper_specs
+from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, load_settings
 from bench.batching_check import compare, synthetic_clips
-from engines.models import load_whisper
+from engines.spec import LoadContext
 from engines.types import DecodeOptions
+from engines.whisper.loading import load_whisper
 from tests.audio import LONG_TEXT, espeak, repeat_audio, shared_audio_dir, wer
 from tests.diarization_audio import pyannote_sample
 from tests.e2e.test_realtime import INTENT, completed, pcm24, session, transcribe_live
@@ -211,10 +212,11 @@ def test_batched_equals_alone_with_words_and_logprobs(tmp_path: Path) -> None:
     """In process, tiny.en: generated clips decoded at once through the batcher give exactly what each
     gives alone, timestamps and the align calls behind word timings and log-probs included."""
     settings = load_settings(DEFAULT_CONFIG)
-    spec = whisper_specs(settings)["tiny.en"]
-    plain = load_whisper(replace(spec, batching=False), cache_dir=MODEL_CACHE, offline=True)
+    spec = model_specs(settings)["tiny.en"]
+    plain = load_whisper(replace(spec, batching=False), LoadContext(MODEL_CACHE, offline=True))
     batched = load_whisper(
-        replace(spec, batching=True, max_encoder_batch_size=8, batch_wait_ms=50.0), cache_dir=MODEL_CACHE, offline=True
+        replace(spec, batching=True, max_encoder_batch_size=8, batch_wait_ms=50.0),
+        LoadContext(MODEL_CACHE, offline=True),
     )
     try:
         clips = synthetic_clips(6, tmp_path)

@@ -297,7 +297,7 @@ def test_invalid_settings_are_refused() -> None:
 
 
 def test_thread_budget_never_asks_for_more_cores_than_there_are() -> None:
-    from engines.models import thread_budget
+    from engines.cores import thread_budget
 
     assert thread_budget("cpu", 0, 1, 2) == (1, 2)
     assert thread_budget("cpu", 0, 2, 2) == (2, 1)
@@ -309,7 +309,7 @@ def test_thread_budget_never_asks_for_more_cores_than_there_are() -> None:
 
 def test_alignments_never_share_a_batch() -> None:
     """Batched alignments of different texts changed word timings (bench.batching_check), so each runs alone."""
-    from engines.batch_ops import ALIGN, OP_LIMITS
+    from engines.whisper.batch_ops import ALIGN, OP_LIMITS
 
     model = FakeModel()
     batcher = held_batcher(model, max_batch_size=8, wait_seconds=0, max_batch_sizes=dict(OP_LIMITS))

@@ -13,6 +13,7 @@ from engines.audio import SAMPLE_RATE, Samples
 from engines.longform import LongFormConfig, LongFormRun, unheard_tail
 from engines.types import DecodeOptions, Segment, TranscriptInfo, Word
 from engines.vad import Span, VadParams, widen_chunks
+from tests.fake_capabilities import ENGLISH_ONLY, fake_audio_tokens
 
 
 class EarlyEnder:
@@ -20,11 +21,14 @@ class EarlyEnder:
 
     name = "early"
     device = "cpu"
-    is_multilingual = False
+    capabilities = ENGLISH_ONLY
 
     def __init__(self, heard_seconds: float) -> None:
         self.heard_seconds = heard_seconds
         self.calls: list[float] = []
+
+    def audio_tokens(self, seconds: float) -> int:
+        return fake_audio_tokens(seconds)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

@@ -16,7 +16,7 @@ from app.api.languages import LANGUAGE_NAMES, language_name, normalize_language
 from app.settings import load_settings
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.errors import AudioDecodeError, AudioTooLongError
-from engines.token_bytes import token_bytes
+from engines.whisper.token_bytes import token_bytes
 
 # --- token_bytes ----------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from app.settings import AliasConfig, ModelConfig, RealtimeConfig, Settings
 from engines.audio import SAMPLE_RATE
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, TranscriptInfo
+from tests.fake_capabilities import WHISPER_LIKE, fake_audio_tokens
 
 WORDS = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
@@ -36,11 +37,14 @@ class FakeEngine:
 
     name = "fake"
     device = "cpu"
-    is_multilingual = True
+    capabilities = WHISPER_LIKE
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.calls: list[tuple[float, DecodeOptions]] = []
+
+    def audio_tokens(self, seconds: float) -> int:
+        return fake_audio_tokens(seconds)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())

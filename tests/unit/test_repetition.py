@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engines.fallback import Rewritten, WindowDecoder
-from engines.repetition import (
+from engines.whisper.fallback import Rewritten, WindowDecoder
+from engines.whisper.repetition import (
     COMPRESSION_RATIO_THRESHOLD,
     check_window,
     compression_ratio,
@@ -282,7 +282,7 @@ def test_a_failing_alignment_gives_up_the_cut_and_decodes_again() -> None:
 
 
 def test_a_window_that_hears_the_end_of_the_previous_one_again_is_recognised() -> None:
-    from engines.repetition import rehears_the_end
+    from engines.whisper.repetition import rehears_the_end
 
     previous = (
         "Hello. I'm in New Jersey now, though. Well, there's not much difference. At least, you know, they all "
@@ -299,7 +299,7 @@ def test_a_window_that_hears_the_end_of_the_previous_one_again_is_recognised() -
 
 
 def test_timestamps_on_whole_seconds_only_are_coarse() -> None:
-    from engines.fallback import coarse_timestamps
+    from engines.whisper.fallback import coarse_timestamps
 
     begin = 50364
     whole = [begin + 50 * s for s in (0, 1, 1, 2, 2, 3, 3, 4, 12, 14)]

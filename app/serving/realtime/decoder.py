@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 import anyio.to_thread
 
+from app.serving.capabilities import Asked, Params, check_supported
 from app.serving.errors import InvalidInput, ModelUnavailable
 from app.serving.protocol import ModelRoute
 from app.serving.realtime.config import SessionConfig
@@ -42,7 +43,6 @@ from engines.errors import DecodingCancelled, ModelLoadError
 from engines.live.agreement import cut_loop, join_delta
 from engines.live.decoding import Hypothesis, decode_turn
 from engines.types import FALLBACK_TEMPERATURES, BatchPriority, DecodeOptions, Transcriber
-from engines.whisper import ENCODER_POSITIONS_PER_SECOND
 
 if TYPE_CHECKING:
     from app.serving.realtime.session import RealtimeSession
@@ -237,7 +237,7 @@ class TurnDecoder:
             usage = TurnUsage(
                 seconds=seconds,
                 prompt_tokens=hypothesis.prompt_tokens,
-                audio_tokens=math.ceil(seconds * ENCODER_POSITIONS_PER_SECOND),
+                audio_tokens=self._audio_tokens(seconds),
                 output_tokens=hypothesis.output_tokens,
             )
             config = session.config
@@ -283,6 +283,10 @@ class TurnDecoder:
             max_new_tokens=self._token_budget(math.ceil(per_second * seconds) + extra),
             priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
         )
+
+    def _audio_tokens(self, seconds: float) -> int:
+        assert self._engine is not None
+        return self._engine.audio_tokens(seconds)
 
     def _token_budget(self, wanted: int) -> int | None:
         """``wanted`` new tokens, or fewer so that the prompt still fits Whisper's window (None: no room to cap)."""
@@ -355,18 +359,26 @@ class TurnDecoder:
         self._lease.close()
 
 
+# Session options are named by their path in the session config.
+SESSION_PARAMS = Params(
+    task="session.audio.input.transcription.model",
+    language="session.audio.input.transcription.language",
+    languages="session.audio.input.transcription.languages",
+    prompt="session.audio.input.transcription.prompt",
+    keywords="session.audio.input.transcription.keywords",
+    logprobs="session.include",
+    live="session.audio.input.transcription.model",
+)
+
+
 def _check(config: SessionConfig, engine: Transcriber, model: str) -> None:
     transcription = config.transcription
-    if engine.is_multilingual:
-        return
-    param = "session.audio.input.transcription"
-    if transcription.language not in (None, "en"):
-        raise InvalidInput(
-            f"{param}.language", f"Model '{model}' is English-only; language must be 'en'.", code="unsupported_value"
-        )
-    if transcription.languages and "en" not in transcription.languages:
-        raise InvalidInput(
-            f"{param}.languages",
-            f"Model '{model}' is English-only; languages must include 'en'.",
-            code="unsupported_value",
-        )
+    wanted = Asked(
+        language=transcription.language,
+        languages=transcription.languages,
+        prompt=transcription.prompt,
+        keywords=transcription.keywords,
+        logprobs=config.include_logprobs,
+        live=True,
+    )
+    check_supported(wanted, engine.capabilities, model, SESSION_PARAMS)

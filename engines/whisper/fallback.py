@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engines.repetition import WindowCheck, check_window, rehears_the_end
+from engines.whisper.repetition import WindowCheck, check_window, rehears_the_end
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,23 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.transcribe import Segment as FwSegment
 
-from engines import batch_ops
 from engines.audio import SAMPLE_RATE, Samples
 from engines.batching import Batcher
+from engines.capabilities import Capabilities
 from engines.errors import DecodingCancelled, EngineError
-from engines.fallback import WindowDecoder
-from engines.token_bytes import token_bytes
 from engines.types import BatchPriority, DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
+from engines.whisper import batch_ops
+from engines.whisper.fallback import WindowDecoder
+from engines.whisper.token_bytes import token_bytes
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
 FRAMES_PER_SECOND = 100  # mel frames
+
+
+def audio_tokens(seconds: float) -> int:
+    """Whisper's encoder positions covering ``seconds`` of audio (usage counts them as audio tokens)."""
+    return math.ceil(seconds * ENCODER_POSITIONS_PER_SECOND)
 
 
 def trim_padding(features: Any, padding_frames: int) -> Any:
@@ -135,9 +141,12 @@ class _Recorder:
 class WhisperEngine:
     """One loaded Whisper model; safe to share between requests and threads."""
 
-    def __init__(self, model: WhisperModel, *, name: str, batcher: Batcher | None = None) -> None:
+    def __init__(
+        self, model: WhisperModel, *, name: str, capabilities: Capabilities, batcher: Batcher | None = None
+    ) -> None:
         self.model = model
         self.name = name
+        self.capabilities = capabilities if self.is_multilingual else capabilities.english_only()
         self.batcher = batcher  # None: each request calls the model on its own
         self._eot = model.hf_tokenizer.token_to_id("<|endoftext|>")
         self._no_timestamps = model.hf_tokenizer.token_to_id("<|notimestamps|>")
@@ -160,6 +169,9 @@ class WhisperEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)
 
+    def audio_tokens(self, seconds: float) -> int:
+        return audio_tokens(seconds)
+
     def transcribe(
         self,
         audio: Samples,
@@ -181,7 +193,7 @@ class WhisperEngine:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
         model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
         model.model = recorder
-        # Deterministic re-decodes instead of sampled ones, and loop checks (engines/fallback.py).
+        # Deterministic re-decodes instead of sampled ones, and loop checks (engines/whisper/fallback.py).
         WindowDecoder.install(model, fallback_on_low_confidence=len(options.temperatures) > 1, record=recorder.record)
         language, language_probability = options.language, None
         if language is None and len(options.languages) == 1:
@@ -210,7 +222,7 @@ class WhisperEngine:
             ),
             duration=duration,
             prompt_tokens=self.count_tokens(options.prompt) if options.prompt else 0,
-            audio_tokens=math.ceil(duration * ENCODER_POSITIONS_PER_SECOND),
+            audio_tokens=audio_tokens(duration),
         )
         return info, self._segments(fw_segments, recorder, options)
 
