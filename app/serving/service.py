@@ -26,6 +26,7 @@ from engines.diarized import DiarizedRun
 from engines.errors import AudioDecodeError, AudioTooLongError, ModelLoadError
 from engines.longform import LongFormConfig, LongFormRun
 from engines.manager import ModelManager
+from engines.turnwise import TurnwiseRun
 from engines.types import FALLBACK_TEMPERATURES, DecodeOptions, Transcriber
 from engines.vad import VadParams
 
@@ -111,8 +112,10 @@ class TranscriptionService:
             return ModelRoute(requested, requested, self.settings.local_model_usage)
         raise ModelNotFound(requested)
 
-    def decode_options(self, request: AudioRequest, engine: Transcriber, model_id: str) -> DecodeOptions:
-        check_supported(asked(request), engine.capabilities, request.model)
+    def decode_options(
+        self, request: AudioRequest, engine: Transcriber, model_id: str, *, speakers: bool = False
+    ) -> DecodeOptions:
+        check_supported(asked(request, speakers=speakers), engine.capabilities, request.model)
         temperatures = FALLBACK_TEMPERATURES if request.temperature == 0 else (request.temperature,)
         return DecodeOptions(
             task=request.task,
@@ -168,7 +171,7 @@ class TranscriptionService:
             deadline.check()
             cancel = threading.Event()
             config = LongFormConfig(block_seconds=settings.block_seconds, vad=self.vad_params(request.chunking))
-            run: LongFormRun | DiarizedRun | ChannelRun
+            run: LongFormRun | DiarizedRun | TurnwiseRun | ChannelRun
             if await anyio.to_thread.run_sync(wants_separate, request, settings, audio):
                 # One speaker per channel: each channel transcribed on its own, merged in time order.
                 engine = await self._lease(resources, route.model_id, deadline)
@@ -193,16 +196,22 @@ class TranscriptionService:
                 diarizer = await anyio.to_thread.run_sync(self._diarizer)
                 references = await anyio.to_thread.run_sync(self._reference_embeddings, request, diarizer)
                 engine = await self._lease(resources, route.model_id, deadline)
-                options = replace(self.decode_options(request, engine, route.model_id), word_timestamps=True)
+                options = self.decode_options(request, engine, route.model_id, speakers=True)
                 diarization = DiarizationOptions(request.num_speakers, request.min_speakers, request.max_speakers)
-                run = DiarizedRun(
-                    LongFormRun(engine, options, [samples], config, cancel),
-                    diarizer,
-                    samples,
-                    diarization,
-                    references,
-                    threshold=settings.diarization.match_threshold,
-                )
+                threshold = settings.diarization.match_threshold
+                if engine.capabilities.word_timestamps:  # words laid on the diarizer's turns
+                    run = DiarizedRun(
+                        LongFormRun(engine, replace(options, word_timestamps=True), [samples], config, cancel),
+                        diarizer,
+                        samples,
+                        diarization,
+                        references,
+                        threshold=threshold,
+                    )
+                else:  # no word times: each speaker's stretch transcribed on its own
+                    run = TurnwiseRun(
+                        engine, options, diarizer, samples, diarization, references, threshold, cancel=cancel
+                    )
                 presenter = self.presenters.speakers
             else:
                 engine = await self._lease(resources, route.model_id, deadline)
