@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 from collections.abc import Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 import ctranslate2
@@ -17,10 +15,9 @@ from faster_whisper.transcribe import Segment as FwSegment
 from engines.audio import SAMPLE_RATE, Samples
 from engines.batching import Batcher
 from engines.capabilities import Capabilities
-from engines.errors import DecodingCancelled, EngineError
-from engines.types import BatchPriority, DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
-from engines.whisper import batch_ops
-from engines.whisper.fallback import WindowDecoder
+from engines.errors import EngineError
+from engines.types import DecodeOptions, Segment, TokenLogprob, TranscriptInfo, Word
+from engines.whisper.adapter import Generation, ModelCalls, request_model
 from engines.whisper.token_bytes import token_bytes
 
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
@@ -31,111 +28,6 @@ FRAMES_PER_SECOND = 100  # mel frames
 def audio_tokens(seconds: float) -> int:
     """Whisper's encoder positions covering ``seconds`` of audio (usage counts them as audio tokens)."""
     return math.ceil(seconds * ENCODER_POSITIONS_PER_SECOND)
-
-
-def trim_padding(features: Any, padding_frames: int) -> Any:
-    """Features of one window with at most ``padding_frames`` of faster-whisper's zero padding kept.
-
-    faster-whisper pads every window's log-mel features with exact zeros to 30 s (3000 frames), and
-    the encoder's cost follows the frame count; real audio never gives an all-zero frame. Keeping a
-    few seconds of padding (so the model still hears that the audio ends) encodes a short clip at a
-    fraction of the cost with the same transcript.
-    """
-    array = np.asarray(features)
-    if array.ndim != 3:
-        return features
-    used = np.flatnonzero(np.any(array[0] != 0, axis=0))
-    keep = min(array.shape[-1], (int(used[-1]) + 1 if used.size else 0) + padding_frames)
-    if keep >= array.shape[-1]:
-        return features
-    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :, :keep]))
-
-
-@dataclass
-class _Generation:
-    """One call to the decoder, kept so log-probs can be computed for the tokens it chose."""
-
-    encoder_output: Any
-    prompt: list[int]
-    sequence: list[int]
-    logprobs: list[float] | None = None
-
-
-@dataclass
-class _Recorder:
-    """Wraps the CTranslate2 model for one request: records generations, honours cancellation, and
-    hands the model calls to the model's batching engine when it has one."""
-
-    inner: Any
-    cancel: threading.Event | None
-    generations: list[_Generation] = field(default_factory=list)
-    padding_frames: int | None = None
-    batcher: Batcher | None = None
-    priority: BatchPriority = BatchPriority.NORMAL
-    sot: int = -1
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def encode(self, features: Any, to_cpu: bool = False) -> Any:
-        self._check_cancel()
-        if self.padding_frames is not None:
-            features = trim_padding(features, self.padding_frames)
-        if self.batcher is None:
-            return self.inner.encode(features, to_cpu=to_cpu)
-        return self._submit(batch_ops.ENCODE, batch_ops.encode_key(features, to_cpu), (features, to_cpu))
-
-    def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
-        self._check_cancel()
-        if self.batcher is None or len(prompts) != 1 or int(encoder_output.shape[0]) != 1:
-            results = self.inner.generate(encoder_output, prompts, **kwargs)
-        else:
-            key = batch_ops.generate_key(encoder_output, prompts[0], self.sot, kwargs)
-            results = [self._submit(batch_ops.GENERATE, key, (encoder_output, prompts[0]))]
-        for result in results:
-            self.generations.append(_Generation(encoder_output, list(prompts[0]), list(result.sequences_ids[0])))
-        del self.generations[:-16]  # only the current window's fallbacks are ever looked up
-        return results
-
-    def detect_language(self, encoder_output: Any) -> Any:
-        self._check_cancel()
-        if self.batcher is None or int(encoder_output.shape[0]) != 1:
-            return self.inner.detect_language(encoder_output)
-        return [self._submit(batch_ops.DETECT_LANGUAGE, batch_ops.detect_key(encoder_output), encoder_output)]
-
-    def align(
-        self,
-        encoder_output: Any,
-        start_sequence: list[int],
-        text_tokens: list[list[int]],
-        num_frames: Any,
-        *,
-        median_filter_width: int = 7,
-    ) -> Any:
-        self._check_cancel()
-        if self.batcher is None:
-            return self.inner.align(
-                encoder_output, start_sequence, text_tokens, num_frames, median_filter_width=median_filter_width
-            )
-        payload = (encoder_output, list(start_sequence), text_tokens, num_frames, median_filter_width)
-        return self._submit(batch_ops.ALIGN, None, payload)
-
-    def record(self, encoder_output: Any, prompt: list[int], sequence: list[int]) -> None:
-        """Keep a result whose tokens the fallback rewrote, so its segments can still be scored."""
-        self.generations.append(_Generation(encoder_output, list(prompt), list(sequence)))
-
-    def close(self) -> None:
-        """No more calls from this request (the batcher stops waiting for them)."""
-        if self.batcher is not None:
-            self.batcher.leave(self)
-
-    def _submit(self, op: str, key: Any, payload: Any) -> Any:
-        assert self.batcher is not None
-        return self.batcher.submit(op, key, payload, owner=self, priority=self.priority, cancel=self.cancel)
-
-    def _check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise DecodingCancelled("decoding was cancelled")
 
 
 class WhisperEngine:
@@ -179,7 +71,7 @@ class WhisperEngine:
         cancel: threading.Event | None = None,
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         """Start decoding; segments are produced lazily, window by window."""
-        recorder = _Recorder(self.model.model, cancel, batcher=self.batcher, priority=options.priority, sot=self._sot)
+        recorder = ModelCalls(self.model.model, cancel, batcher=self.batcher, priority=options.priority, sot=self._sot)
         try:
             return self._start(audio, options, recorder)
         except BaseException:
@@ -187,14 +79,12 @@ class WhisperEngine:
             raise
 
     def _start(
-        self, audio: Samples, options: DecodeOptions, recorder: _Recorder
+        self, audio: Samples, options: DecodeOptions, recorder: ModelCalls
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         if options.encoder_padding_seconds is not None:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
-        model = copy.copy(self.model)  # shallow: shares weights, but routes calls through recorder
-        model.model = recorder
         # Deterministic re-decodes instead of sampled ones, and loop checks (engines/whisper/fallback.py).
-        WindowDecoder.install(model, fallback_on_low_confidence=len(options.temperatures) > 1, record=recorder.record)
+        model, _ = request_model(self.model, recorder, fallback_on_low_confidence=len(options.temperatures) > 1)
         language, language_probability = options.language, None
         if language is None and len(options.languages) == 1:
             language = options.languages[0]  # nothing to choose from
@@ -227,7 +117,7 @@ class WhisperEngine:
         return info, self._segments(fw_segments, recorder, options)
 
     def _segments(
-        self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions
+        self, fw_segments: Any, recorder: ModelCalls, options: DecodeOptions
     ) -> Generator[Segment, None, None]:
         try:
             yield from self._converted(fw_segments, recorder, options)
@@ -235,7 +125,7 @@ class WhisperEngine:
             recorder.close()
 
     def _converted(
-        self, fw_segments: Any, recorder: _Recorder, options: DecodeOptions
+        self, fw_segments: Any, recorder: ModelCalls, options: DecodeOptions
     ) -> Generator[Segment, None, None]:
         for index, fw in enumerate(fw_segments):
             yield Segment(
@@ -253,7 +143,7 @@ class WhisperEngine:
                 logprobs=self._token_logprobs(fw.tokens, recorder) if options.logprobs else [],
             )
 
-    def _token_logprobs(self, tokens: list[int], recorder: _Recorder) -> list[TokenLogprob]:
+    def _token_logprobs(self, tokens: list[int], recorder: ModelCalls) -> list[TokenLogprob]:
         """Log-probs of a segment's text tokens, scored by the decoder on the chosen sequence.
 
         Beam search gives no per-step distribution, so the tokens it chose are scored again by
@@ -273,7 +163,7 @@ class WhisperEngine:
                 out.append(self._token_logprob(generation.sequence[position], generation.logprobs[k]))
         return out
 
-    def _score(self, generation: _Generation, recorder: _Recorder) -> list[float]:
+    def _score(self, generation: Generation, recorder: ModelCalls) -> list[float]:
         text_tokens = [t for t in generation.sequence if t < self._eot]
         if not text_tokens:
             return []
@@ -310,7 +200,7 @@ def _find_subsequence(haystack: list[int], needle: list[int]) -> int:
     return -1
 
 
-def _find_generation(generations: list[_Generation], tokens: list[int]) -> _Generation | None:
+def _find_generation(generations: list[Generation], tokens: list[int]) -> Generation | None:
     for generation in reversed(generations):
         if _find_subsequence(generation.sequence, tokens) >= 0:
             return generation

@@ -71,8 +71,9 @@ class WindowDecoder:
     those that do not repeat themselves, else among all, as Whisper does. Requests at temperature
     0 fall back on low confidence too; a request for one temperature only when the text repeats.
 
-    ``install`` also wraps the copy's ``encode``, to learn how much of each window is audio rather
-    than padding: the alignment that re-times a cut loop must not place words in the padding.
+    The adapter (engines/whisper/adapter.py) also routes the copy's ``encode`` through it, to
+    learn how much of each window is audio rather than padding: the alignment that re-times a cut
+    loop must not place words in the padding.
     """
 
     def __init__(self, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> None:
@@ -83,14 +84,6 @@ class WindowDecoder:
         self._frames: int | None = None  # mel frames of audio in the window being decoded
         self._hint: list[int] = []  # the keyword tokens that open the window's prompt
         self._coarse = False  # the last window's timestamps all fell on whole seconds
-
-    @classmethod
-    def install(cls, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> WindowDecoder:
-        """Route ``model``'s (a per-request copy) window decoding through a new WindowDecoder."""
-        decoder = cls(model, fallback_on_low_confidence=fallback_on_low_confidence, record=record)
-        model.generate_with_fallback = decoder
-        model.encode = decoder.encode
-        return decoder
 
     def encode(self, features: npt.NDArray[np.float32]) -> Any:
         """Encode one window, noting where its audio ends (faster-whisper pads it with exact zeros)."""

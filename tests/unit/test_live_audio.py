@@ -13,7 +13,7 @@ from faster_whisper.vad import get_vad_model
 from engines.audio import SAMPLE_RATE
 from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, Denoise, StreamConverter, decode_g711
 from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
-from engines.whisper.engine import trim_padding
+from engines.whisper.adapter import trim_padding
 
 
 @pytest.mark.parametrize(("law", "ffmpeg_format"), [("pcmu", "mulaw"), ("pcma", "alaw")])

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engines.whisper.fallback import Rewritten, WindowDecoder
+from engines.whisper.adapter import install_window_decoder
+from engines.whisper.fallback import Rewritten
 from engines.whisper.repetition import (
     COMPRESSION_RATIO_THRESHOLD,
     check_window,
@@ -160,7 +161,7 @@ def decode(
 ) -> tuple[Any, float, float, FakeWhisperModel, list[tuple[Any, list[int], list[int]]]]:
     model = FakeWhisperModel(script, word_seconds)
     recorded: list[tuple[Any, list[int], list[int]]] = []
-    decoder = WindowDecoder.install(model, fallback_on_low_confidence=low, record=lambda *args: recorded.append(args))
+    decoder = install_window_decoder(model, fallback_on_low_confidence=low, record=lambda *args: recorded.append(args))
     prompt = ([SOT_PREV, *previous] if previous else []) + SOT_SEQUENCE
     features = np.zeros((80, 3000), dtype=np.float32)  # a window as faster-whisper pads it: zeros after the audio
     features[:, :audio_frames] = -0.5
@@ -255,7 +256,7 @@ class HotwordTokenizer(FakeTokenizer):
 
 def test_re_decodes_keep_the_keywords_and_drop_only_the_previous_text() -> None:
     model = FakeWhisperModel({(True, False): (timed(OTHER), -2.0), (True, True): (timed(OTHER), -2.0)}, 0.5)
-    decoder = WindowDecoder.install(model, fallback_on_low_confidence=True)
+    decoder = install_window_decoder(model, fallback_on_low_confidence=True)
     hint = HotwordTokenizer().encode(" Siobhan Kowalczyk")
     prompt = [SOT_PREV, *hint, *SENTENCE, *SOT_SEQUENCE]
     options = SimpleNamespace(**vars(fw_options()), hotwords="Siobhan Kowalczyk", prefix=None)
@@ -275,7 +276,7 @@ def test_a_failing_alignment_gives_up_the_cut_and_decodes_again() -> None:
     looping = timed(OTHER, SENTENCE, SENTENCE, SENTENCE, SENTENCE)
     greedy = timed(OTHER)
     model = BrokenAlignmentModel({(False, False): (looping, -0.2), (False, True): (greedy, -0.4)}, 0.5)
-    decoder = WindowDecoder.install(model, fallback_on_low_confidence=True)
+    decoder = install_window_decoder(model, fallback_on_low_confidence=True)
     features = np.full((80, 3000), -0.5, dtype=np.float32)
     result, _, _, _ = decoder(model.encode(features), SOT_SEQUENCE, FakeTokenizer(), fw_options())
     assert result.sequences_ids[0] == greedy
