@@ -4,6 +4,11 @@ that names the option and the model) instead of silently ignoring it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
+
+# How transcripts meet the diarizer's turns: ``words`` lays timed words on the turns
+# (engines/diarized.py); ``turns`` transcribes each speaker's stretch on its own (engines/turnwise.py).
+DiarizationPairing = Literal["words", "turns"]
 
 
 @dataclass(frozen=True)
@@ -19,11 +24,10 @@ class Capabilities:
     prompt: bool = False  # a text prompt that conditions the decoding
     keywords: bool = False  # keywords[] (favoured words and phrases)
     segment_timestamps: bool = True  # segments timed within the audio (srt, vtt, verbose_json)
+    streaming: bool = True  # segments come out while later audio is decoded (SSE deltas)
     batching: bool = False  # the batching engine can run its model calls together
     live: bool = True  # realtime transcription sessions
-    # Diarization pairs words with the diarizer's turns; without word timestamps each turn is
-    # transcribed on its own instead (engines/turnwise.py).
-    diarization: bool = True
+    diarization: DiarizationPairing | None = "turns"  # None: no speakers
 
     def speaks(self, language: str) -> bool:
         return self.languages is None or language in self.languages

@@ -3,6 +3,7 @@ alike: an option the model cannot honour is a 400 that names the option and the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.serving.errors import InvalidInput
@@ -21,6 +22,8 @@ class Asked:
     word_timestamps: bool = False
     logprobs: bool = False
     speakers: bool = False
+    timed: bool = False  # a response format that times segments (srt, vtt, verbose_json)
+    stream: bool = False
     live: bool = False
 
 
@@ -36,34 +39,47 @@ class Params:
     word_timestamps: str = "timestamp_granularities"
     logprobs: str = "include"
     speakers: str = "response_format"
+    timed: str = "response_format"
+    stream: str = "stream"
     live: str = "model"
 
 
 def check_supported(asked: Asked, capabilities: Capabilities, model: str, params: Params = Params()) -> None:
     """Raise InvalidInput (code ``unsupported_value``) for the first option ``model`` cannot honour."""
-    for param, problem in _problems(asked, capabilities, params):
-        raise InvalidInput(param, f"Model '{model}' {problem}", code="unsupported_value")
+    spoken = (
+        "English only"
+        if capabilities.languages == frozenset({"en"})
+        else ", ".join(sorted(capabilities.languages or ()))
+    )
+    for option, lacks, problem in RULES:
+        if lacks(asked, capabilities):
+            message = problem.format(asked=asked, spoken=spoken)
+            raise InvalidInput(getattr(params, option), f"Model '{model}' {message}", code="unsupported_value")
 
 
-def _problems(asked: Asked, caps: Capabilities, params: Params) -> list[tuple[str, str]]:
-    spoken = "English only" if caps.languages == frozenset({"en"}) else ", ".join(sorted(caps.languages or ()))
-    found: list[tuple[str, str]] = []
-    if asked.task == "translate" and not caps.translation:
-        found.append((params.task, "cannot translate."))
-    if asked.language is not None and not caps.speaks(asked.language):
-        found.append((params.language, f"transcribes {spoken}; language {asked.language!r} is not supported."))
-    if asked.languages and not any(caps.speaks(code) for code in asked.languages):
-        found.append((params.languages, f"transcribes {spoken}; languages must include one of them."))
-    if asked.prompt and not caps.prompt:
-        found.append((params.prompt, "does not take a prompt."))
-    if asked.keywords and not caps.keywords:
-        found.append((params.keywords, "does not take keywords."))
-    if asked.word_timestamps and not caps.word_timestamps:
-        found.append((params.word_timestamps, "does not give word timestamps."))
-    if asked.logprobs and not caps.logprobs:
-        found.append((params.logprobs, "does not give log-probabilities."))
-    if asked.speakers and not caps.diarization:
-        found.append((params.speakers, "cannot be paired with speaker diarization."))
-    if asked.live and not caps.live:
-        found.append((params.live, "does not serve realtime transcription sessions."))
-    return found
+Rule = tuple[str, Callable[[Asked, Capabilities], bool], str]  # option, "asked for but lacking", message
+RULES: tuple[Rule, ...] = (
+    ("task", lambda a, c: a.task == "translate" and not c.translation, "cannot translate."),
+    (
+        "language",
+        lambda a, c: a.language is not None and not c.speaks(a.language),
+        "transcribes {spoken}; language {asked.language!r} is not supported.",
+    ),
+    (
+        "languages",
+        lambda a, c: bool(a.languages) and not any(c.speaks(code) for code in a.languages),
+        "transcribes {spoken}; languages must include one of them.",
+    ),
+    ("prompt", lambda a, c: bool(a.prompt) and not c.prompt, "does not take a prompt."),
+    ("keywords", lambda a, c: bool(a.keywords) and not c.keywords, "does not take keywords."),
+    ("word_timestamps", lambda a, c: a.word_timestamps and not c.word_timestamps, "does not give word timestamps."),
+    ("logprobs", lambda a, c: a.logprobs and not c.logprobs, "does not give log-probabilities."),
+    ("speakers", lambda a, c: a.speakers and c.diarization is None, "cannot be paired with speaker diarization."),
+    (
+        "timed",
+        lambda a, c: a.timed and not c.segment_timestamps,
+        "does not time its segments (srt, vtt, verbose_json).",
+    ),
+    ("stream", lambda a, c: a.stream and not c.streaming, "does not stream."),
+    ("live", lambda a, c: a.live and not c.live, "does not serve realtime transcription sessions."),
+)

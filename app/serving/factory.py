@@ -10,7 +10,7 @@ from app.serving.jobs import Presenters
 from app.serving.service import TranscriptionService
 from app.settings import Settings
 from engines.batching import BatchObserver
-from engines.families import load_model
+from engines.families import family, load_model
 from engines.manager import ModelEvents, ModelManager
 from engines.spec import LoadContext, ModelSpec
 from engines.types import Transcriber
@@ -20,6 +20,10 @@ BatchEvents = Callable[[str], BatchObserver]  # a model's name → what its batc
 
 
 def model_specs(settings: Settings) -> dict[str, ModelSpec]:
+    """Every configured model's spec; a setting its family cannot honour is a start-up error."""
+    for name, cfg in settings.models.items():
+        if cfg.batching and not family(cfg.engine).capabilities.batching:
+            raise ValueError(f"models.{name}: the {cfg.engine} engine has no batching engine; set batching: false")
     return {
         name: ModelSpec(
             name=name,

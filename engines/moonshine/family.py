@@ -19,7 +19,7 @@ CAPABILITIES = Capabilities(
     keywords=False,
     batching=False,
     live=True,
-    diarization=True,
+    diarization="turns",
 )
 
 

@@ -17,7 +17,7 @@ CAPABILITIES = Capabilities(
     keywords=True,
     batching=True,
     live=True,
-    diarization=True,
+    diarization="words",
 )
 
 

@@ -83,3 +83,14 @@ def test_speaker_stretches_join_one_speaker_and_cut_long_runs() -> None:
     assert [s.speaker for s in got[2:]] == ["A"] * 3
     assert got[2].start == 14.0 and got[-1].end == 60.0
     assert all(s.end - s.start <= 20.0 + 1e-9 for s in got)
+
+
+def test_a_setting_the_family_cannot_honour_fails_at_start_up() -> None:
+    from app.serving.factory import model_specs
+    from app.settings import Settings
+
+    ok = Settings(models={"m": {"engine": "moonshine", "source": "embedded:base-en"}})
+    assert model_specs(ok)["m"].kind == "moonshine"
+    batched = Settings(models={"m": {"engine": "moonshine", "source": "embedded:base-en", "batching": True}})
+    with pytest.raises(ValueError, match=r"models\.m: the moonshine engine has no batching engine"):
+        model_specs(batched)
