@@ -29,7 +29,13 @@ class BatchPriority(IntEnum):
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """What one request asks of the recogniser."""
+    """What one request asks of the recogniser.
+
+    The service only sets what the model's capabilities allow (app/serving/capabilities.py). The
+    search settings (``temperatures``, ``beam_size``) and the window limits (``encoder_padding_seconds``,
+    ``max_new_tokens``) are hints: a family applies what its decoder has (Moonshine decodes greedily,
+    with no fixed window, and reads only the first temperature and the token limit).
+    """
 
     task: Task = "transcribe"
     language: str | None = None
@@ -65,6 +71,9 @@ class TokenLogprob:
 
 @dataclass
 class Segment:
+    """One timed piece of a transcript. The fields are those of OpenAI's ``verbose_json`` segment
+    (Whisper's own, which the API kept); a family without some of them fills neutral values."""
+
     id: int
     seek: int
     start: float
