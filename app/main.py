@@ -1,4 +1,5 @@
-"""The app factory: builds a FastAPI app from Settings, with everything it needs on ``app.state``."""
+"""The app factory: builds a FastAPI app from Settings, with everything its routes share in one typed
+``ServerState`` on ``app.state.server`` (app/api/state.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import anyio
 import anyio.to_thread
@@ -23,6 +23,7 @@ from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
 from app.api.realtime import ClientSecretStore, realtime_http, realtime_socket
 from app.api.routes import api, public
+from app.api.state import Readiness, ServerState
 from app.serving.factory import Loader, build_service
 from app.serving.realtime import SessionRegistry
 from app.serving.service import TranscriptionService
@@ -36,18 +37,6 @@ log = logging.getLogger(__name__)
 # Room for the form fields that travel beside the audio file in the same body.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 IDLE_CHECK_SECONDS = 5.0
-
-
-@dataclass
-class Readiness:
-    """Whether the models listed for preloading are in memory (what /ready reports)."""
-
-    pending: set[str] = field(default_factory=set)
-    failed: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ready(self) -> bool:
-        return not self.pending and not self.failed
 
 
 async def _preload(manager: ModelManager, names: list[str], readiness: Readiness) -> None:
@@ -105,20 +94,22 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
         ledger.close()
 
     app = FastAPI(title="Local OpenAI-compatible transcription", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.settings = settings
-    app.state.started_at = int(time.time())
-    app.state.metrics = metrics
-    app.state.manager = manager
-    app.state.readiness = readiness
-    app.state.service = service
     ledger = UsageLedger(settings.ledger)
     hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger))
-    app.state.ledger, app.state.hooks = ledger, hooks
-    app.state.authenticator = Authenticator(
-        KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
+    app.state.server = ServerState(
+        settings=settings,
+        started_at=int(time.time()),
+        service=service,
+        metrics=metrics,
+        readiness=readiness,
+        ledger=ledger,
+        hooks=hooks,
+        authenticator=Authenticator(
+            KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
+        ),
+        client_secrets=ClientSecretStore(),
+        realtime_sessions=SessionRegistry(settings.realtime),
     )
-    app.state.client_secrets = ClientSecretStore()
-    app.state.realtime_sessions = SessionRegistry(settings.realtime)
     install_error_handlers(app)
     app.include_router(api)
     app.include_router(realtime_http)

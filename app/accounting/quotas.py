@@ -62,24 +62,9 @@ class KeyQuotas:
             return self.default
         return self.default.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
 
-    def check(self, key_name: str) -> None:
-        """Raise RateLimited if the key may not start a request now; records nothing."""
-        limits = self.limits_for(key_name)
-        self._check_audio(key_name, limits)
-        with self._lock:
-            self._check_rpm(key_name, limits, self._clock())
-
-    def record_request(self, key_name: str) -> None:
-        """Count one started request in the key's requests-per-minute window."""
-        limits = self.limits_for(key_name)
-        if limits.requests_per_minute is None:
-            return
-        with self._lock:
-            now = self._clock()
-            self._window(key_name, now).append(now)
-
     def admit(self, key_name: str) -> None:
-        """``check`` then ``record_request`` as one step, so concurrent requests cannot all pass one free slot."""
+        """Raise RateLimited if the key may not start a request now, else count it in its requests-per-minute
+        window: one step, so concurrent requests cannot all pass one free slot (a refusal counts nothing)."""
         limits = self.limits_for(key_name)
         self._check_audio(key_name, limits)
         if limits.requests_per_minute is None:

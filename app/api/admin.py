@@ -14,13 +14,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.accounting.ledger import UsageLedger
 from app.accounting.usage_report import parse_since, totals_as_dicts
 from app.api.auth import Authenticator
 from app.api.errors import APIError, invalid_value
 from app.api.routes import require_admin
-from app.serving.realtime import SessionRegistry
-from app.serving.service import TranscriptionService
+from app.api.state import server_state
 
 admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -33,8 +31,8 @@ MAX_WINDOW = timedelta(days=3660)
 @admin.get("/models")
 async def loaded_models(request: Request) -> JSONResponse:
     """Each configured model, loaded or not: its memory, and its running and queued requests."""
-    service: TranscriptionService = request.app.state.service
-    sessions: SessionRegistry = request.app.state.realtime_sessions
+    state = server_state(request)
+    service, sessions = state.service, state.realtime_sessions
     rows = []
     for status in service.manager.status():
         slots = service.slots[status.name]
@@ -69,15 +67,10 @@ def _since(window: str | None, since: str | None) -> datetime | None:
 async def usage(request: Request, window: str | None = None, since: str | None = None) -> JSONResponse:
     """Per-key totals from the usage ledger: all time, the last ``window`` (``24h``, ``30d``), or ``since`` a date."""
     start = _since(window, since)
-    ledger: UsageLedger = request.app.state.ledger
+    ledger = server_state(request).ledger
     totals = await anyio.to_thread.run_sync(lambda: ledger.totals(since=start))
     body = {"object": "list", "since": start.isoformat(timespec="seconds") if start else None}
     return JSONResponse(body | {"data": totals_as_dicts(totals)})
-
-
-def _authenticator(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
-    return authenticator
 
 
 def _key_rows(authenticator: Authenticator) -> list[dict[str, Any]]:
@@ -99,7 +92,7 @@ def _key_rows(authenticator: Authenticator) -> list[dict[str, Any]]:
 @admin.get("/keys")
 async def list_keys(request: Request) -> JSONResponse:
     """Key names, dates, admin flags and hash prefixes; never a secret."""
-    rows = await anyio.to_thread.run_sync(_key_rows, _authenticator(request))
+    rows = await anyio.to_thread.run_sync(_key_rows, server_state(request).authenticator)
     return JSONResponse({"object": "list", "data": rows})
 
 
@@ -124,7 +117,7 @@ async def create_key(request: Request) -> JSONResponse:
         )
     if not isinstance(is_admin, bool):
         raise invalid_value("admin", "'admin' must be true or false.")
-    authenticator = _authenticator(request)
+    authenticator = server_state(request).authenticator
     if any(record.name == name for record in authenticator.extra):
         raise APIError(409, f"A key named '{name}' already exists.", code="key_exists", param="name")
     try:
@@ -139,7 +132,7 @@ async def create_key(request: Request) -> JSONResponse:
 @admin.delete("/keys/{name}")
 async def revoke_key(request: Request, name: str) -> Response:
     """Revoke a key of the key file at once; keys from the configuration (`api_keys`) cannot be revoked here."""
-    authenticator = _authenticator(request)
+    authenticator = server_state(request).authenticator
     if any(record.name == name for record in authenticator.extra):
         raise APIError(
             409,

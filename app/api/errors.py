@@ -16,10 +16,10 @@ from app.serving.errors import (
     ClientGone,
     InvalidInput,
     ModelNotFound,
-    ModelUnavailable,
     QueueFull,
     RateLimited,
     ServingError,
+    SessionLimitReached,
     TimedOut,
 )
 from engines.errors import AudioDecodeError, AudioTooLongError, DecodingCancelled, EngineError
@@ -71,7 +71,12 @@ SDK_MAX_RETRY_AFTER_SECONDS = 60
 
 
 def to_api_error(exc: BaseException) -> APIError:
-    """The one place where domain and engine failures become OpenAI-shaped answers; anything else is a 500."""
+    """The one place where domain and engine failures become OpenAI-shaped answers; anything else is a 500.
+
+    Every error class of app.serving.errors, engines.errors and the accounting layer has its answer here
+    (tests/unit/test_api_errors.py checks it); the server's own failures (ModelUnavailable, ModelLoadError, a
+    bare ServingError or EngineError) stay 500s, with their message.
+    """
     if isinstance(exc, APIError):
         return exc
     if isinstance(exc, StarletteHTTPException):
@@ -90,6 +95,8 @@ def to_api_error(exc: BaseException) -> APIError:
         if retry_after > SDK_MAX_RETRY_AFTER_SECONDS:
             headers["x-should-retry"] = "false"  # the window frees only long after the SDK's retries
         return APIError(429, str(exc), type=exc.limit_type, code="rate_limit_exceeded", headers=headers)
+    if isinstance(exc, SessionLimitReached):
+        return APIError(429, str(exc), type="server_overloaded", code="session_limit_reached")
     if isinstance(exc, TimedOut):
         return APIError(504, str(exc), type="server_error", code="timeout", headers={"x-should-retry": "false"})
     if isinstance(exc, ClientGone | DecodingCancelled):
@@ -99,7 +106,7 @@ def to_api_error(exc: BaseException) -> APIError:
     if isinstance(exc, AudioDecodeError):
         return invalid_value("file", str(exc))
     error = internal_error()
-    if isinstance(exc, ModelUnavailable | EngineError | ServingError):
+    if isinstance(exc, ServingError | EngineError):
         error.message = str(exc)
     return error
 

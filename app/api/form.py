@@ -1,4 +1,9 @@
-"""Parse OpenAI's multipart audio form (bracket lists, ``key[sub]`` objects, string scalars)."""
+"""Parse OpenAI's multipart audio form (bracket lists, ``key[sub]`` objects, string scalars).
+
+This is the first of the file request's checks: each field, and the combinations the form alone decides. What
+needs the model's route or the model itself is checked by the service; the order is listed in
+app/serving/service.py.
+"""
 
 from __future__ import annotations
 

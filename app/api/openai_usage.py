@@ -23,10 +23,12 @@ def duration_usage(transcript: TranscriptResult) -> dict[str, Any]:
 
 
 def tokens_usage(transcript: TranscriptResult) -> dict[str, Any]:
-    text_tokens = transcript.info.prompt_tokens
-    audio_tokens = transcript.info.audio_tokens
+    return tokens_body(transcript.info.prompt_tokens, transcript.info.audio_tokens, transcript.output_tokens)
+
+
+def tokens_body(text_tokens: int, audio_tokens: int, output_tokens: int) -> dict[str, Any]:
+    """The ``tokens`` shape from its three counts (a file's transcript, or a realtime turn)."""
     input_tokens = text_tokens + audio_tokens
-    output_tokens = transcript.output_tokens
     return {
         "type": "tokens",
         "input_tokens": input_tokens,

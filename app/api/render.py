@@ -1,9 +1,13 @@
-"""Render one transcript as json, text, srt, vtt or verbose_json, with the right Content-Type."""
+"""Render one transcript as json, text, srt, vtt or verbose_json, with the right Content-Type.
+
+The text, srt and vtt answers (``render_text``) serve transcripts with speakers too (render_diarized.py).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from app.api.languages import language_name
@@ -16,15 +20,25 @@ JSON_TYPE = "application/json"
 TEXT_TYPE = "text/plain; charset=utf-8"
 VTT_TYPE = "text/vtt; charset=utf-8"
 
+Cue = tuple[float, float, str]  # start, end, text
+
+
+def render_text(fmt: ResponseFormat, text: str, cues: Callable[[bool], list[Cue]]) -> Rendered | None:
+    """The text, srt or vtt answer, or None for the JSON formats; ``cues(vtt)`` gives the subtitle cues."""
+    if fmt is ResponseFormat.TEXT:
+        return Rendered((text + "\n").encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.SRT:
+        return Rendered(srt_document(cues(False)).encode(), TEXT_TYPE)
+    if fmt is ResponseFormat.VTT:
+        return Rendered(vtt_document(cues(True)).encode(), VTT_TYPE)
+    return None
+
 
 def render(transcript: Transcript, request: AudioRequest, usage_kind: UsageKind) -> Rendered:
     fmt = request.response_format
-    if fmt is ResponseFormat.TEXT:
-        return Rendered((transcript.text + "\n").encode(), TEXT_TYPE)
-    if fmt is ResponseFormat.SRT:
-        return Rendered(srt(transcript.segments).encode(), TEXT_TYPE)
-    if fmt is ResponseFormat.VTT:
-        return Rendered(vtt(transcript.segments).encode(), VTT_TYPE)
+    text = render_text(fmt, transcript.text, lambda _vtt: segment_cues(transcript.segments))
+    if text is not None:
+        return text
     if fmt is ResponseFormat.VERBOSE_JSON:
         return json_response(verbose_json(transcript, request))
     return json_response(json_body(transcript, request, usage_kind))
@@ -101,22 +115,26 @@ def cue_times(start: float, end: float, *, decimal: str) -> str:
     return f"{format_timestamp(start, decimal=decimal)} --> {format_timestamp(max(start, end), decimal=decimal)}"
 
 
-def srt_document(cues: list[tuple[float, float, str]]) -> str:
+def srt_document(cues: list[Cue]) -> str:
     """Numbered SRT cues from (start, end, text); empty texts are left out."""
     kept = [(start, end, text) for start, end, text in cues if text]
     blocks = [f"{n}\n{cue_times(s, e, decimal=',')}\n{text}\n" for n, (s, e, text) in enumerate(kept, start=1)]
     return "\n".join(blocks)
 
 
-def vtt_document(cues: list[tuple[float, float, str]]) -> str:
+def vtt_document(cues: list[Cue]) -> str:
     """A WebVTT document from (start, end, text); empty texts are left out."""
     blocks = [f"{cue_times(s, e, decimal='.')}\n{text}\n" for s, e, text in cues if text]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
+def segment_cues(segments: list[Segment]) -> list[Cue]:
+    return [(s.start, s.end, s.text.strip()) for s in segments]
+
+
 def srt(segments: list[Segment]) -> str:
-    return srt_document([(s.start, s.end, s.text.strip()) for s in segments])
+    return srt_document(segment_cues(segments))
 
 
 def vtt(segments: list[Segment]) -> str:
-    return vtt_document([(s.start, s.end, s.text.strip()) for s in segments])
+    return vtt_document(segment_cues(segments))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.api.openai_usage import usage_for
-from app.api.render import JSON_TYPE, TEXT_TYPE, VTT_TYPE, json_response, srt_document, vtt_document
+from app.api.render import Cue, json_response, render_text
 from app.serving.protocol import AudioRequest, Rendered, ResponseFormat
 from app.settings import UsageKind
 from engines.diarized import DiarizedTranscript, SpeakerSegment
@@ -32,7 +32,7 @@ def diarized_json(transcript: DiarizedTranscript, usage_kind: UsageKind) -> dict
     }
 
 
-def _cues(transcript: DiarizedTranscript, voice: bool) -> list[tuple[float, float, str]]:
+def _cues(transcript: DiarizedTranscript, voice: bool) -> list[Cue]:
     """Each segment's text marked with its speaker: a WebVTT voice tag, or "A: " in SRT."""
     cues = []
     for segment in transcript.segments:
@@ -45,15 +45,12 @@ def _cues(transcript: DiarizedTranscript, voice: bool) -> list[tuple[float, floa
 
 def render_diarized(transcript: DiarizedTranscript, request: AudioRequest, usage_kind: UsageKind) -> Rendered:
     fmt = request.response_format
-    if fmt is ResponseFormat.TEXT:
-        return Rendered((transcript.text + "\n").encode(), TEXT_TYPE)
-    if fmt is ResponseFormat.SRT:
-        return Rendered(srt_document(_cues(transcript, voice=False)).encode(), TEXT_TYPE)
-    if fmt is ResponseFormat.VTT:
-        return Rendered(vtt_document(_cues(transcript, voice=True)).encode(), VTT_TYPE)
+    text = render_text(fmt, transcript.text, lambda vtt: _cues(transcript, voice=vtt))
+    if text is not None:
+        return text
     if fmt is ResponseFormat.DIARIZED_JSON:
         return json_response(diarized_json(transcript, usage_kind))
     return json_response({"text": transcript.text, "usage": usage_for(usage_kind, transcript)})
 
 
-__all__ = ["JSON_TYPE", "render_diarized", "segment_event"]
+__all__ = ["render_diarized", "segment_event"]

@@ -13,23 +13,17 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
 
 from app.accounting.request_record import RequestRecord
-from app.api.auth import Authenticator, Principal
+from app.api.auth import Principal
 from app.api.errors import APIError, to_api_error
 from app.api.form import parse_audio_form
+from app.api.state import server_state
 from app.serving.deadline import Deadline
 from app.serving.jobs import TranscriptionJob
-from app.serving.service import TranscriptionService
 from app.settings import Settings
 
 
-def _service(request: Request) -> TranscriptionService:
-    service: TranscriptionService = request.app.state.service
-    return service
-
-
 def require_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.authenticate(authorization)
+    principal = server_state(request).authenticator.authenticate(authorization)
     request.state.principal = principal
     return principal
 
@@ -45,13 +39,13 @@ public = APIRouter()
 
 
 async def _audio(request: Request, task: str) -> Response:
-    settings: Settings = request.app.state.settings
+    state = server_state(request)
+    settings, service, hooks = state.settings, state.service, state.hooks
     # The time limit counts from here: parsing, opening the audio and loading the model included.
     deadline = Deadline(settings.request_timeout_seconds)
     principal: Principal = request.state.principal
-    record = RequestRecord(request.app.state.metrics, endpoint=task, key_name=principal.name)
-    request.app.state.hooks.attach(record)
-    service = _service(request)
+    record = RequestRecord(state.metrics, endpoint=task, key_name=principal.name)
+    hooks.attach(record)
     try:
         form = await request.form(max_files=8, max_fields=256, max_part_size=settings.max_form_field_bytes)
         try:
@@ -62,7 +56,7 @@ async def _audio(request: Request, task: str) -> Response:
         record.stream = audio_request.stream
         admission = service.admit(audio_request)  # a full queue refuses before the key's quota is charged
         try:
-            await anyio.to_thread.run_sync(request.app.state.hooks.admit, record)
+            await anyio.to_thread.run_sync(hooks.admit, record)
         except BaseException:
             admission.release()
             raise
@@ -146,18 +140,17 @@ def _model_card(model_id: str, created: int) -> dict[str, Any]:
 
 @api.get("/models")
 async def list_models(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    created: int = request.app.state.started_at
-    ids = [*settings.aliases, *settings.models]
-    return JSONResponse({"object": "list", "data": [_model_card(i, created) for i in ids]})
+    state = server_state(request)
+    ids = [*state.settings.aliases, *state.settings.models]
+    return JSONResponse({"object": "list", "data": [_model_card(i, state.started_at) for i in ids]})
 
 
 @api.get("/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    if model_id not in settings.aliases and model_id not in settings.models:
+    state = server_state(request)
+    if model_id not in state.settings.aliases and model_id not in state.settings.models:
         raise APIError(404, f"The model '{model_id}' does not exist.", code="model_not_found", param="model")
-    return JSONResponse(_model_card(model_id, request.app.state.started_at))
+    return JSONResponse(_model_card(model_id, state.started_at))
 
 
 @public.get("/health")
@@ -167,11 +160,11 @@ async def health() -> dict[str, str]:
 
 @public.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    readiness = request.app.state.readiness
+    readiness = server_state(request).readiness
     body = {"ready": readiness.ready, "loading": sorted(readiness.pending), "failed": readiness.failed}
     return JSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
 @public.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(server_state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

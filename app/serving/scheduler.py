@@ -54,15 +54,6 @@ class SlotQueue:
         self._normal: deque[anyio.Event] = deque()
         self._background: deque[anyio.Event] = deque()
 
-    @property
-    def background_waiting(self) -> int:
-        return len(self._background)
-
-    def acquire_nowait(self) -> None:
-        if self._value == 0:
-            raise anyio.WouldBlock
-        self._value -= 1
-
     async def acquire(self, *, background: bool = False) -> None:
         await anyio.lowlevel.checkpoint_if_cancelled()
         if self._value > 0:  # a free slot means nobody waits: releases hand slots to waiters first

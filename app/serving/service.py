@@ -1,4 +1,17 @@
-"""The transcription pipeline behind the routes: resolve the model, reserve a place, open the audio, start a job."""
+"""The transcription pipeline behind the routes: resolve the model, reserve a place, open the audio, start a job.
+
+Where a file request (/v1/audio/transcriptions and /translations) is validated, in the order a client meets it:
+
+1. app/api/form.py (``parse_audio_form``): each field's type and range, and the combinations the form alone
+   decides (``word`` granularity needs verbose_json, logprobs need json, min_speakers <= max_speakers, the
+   upload's size); a 400 naming the field.
+2. here, ``admit`` (``check_combinations``): the model name (``resolve``), and the combinations that need its
+   route, before a queue place is taken (logprobs with speakers, which an alias's ``diarize`` can ask for, or
+   with channels=separate).
+3. here, ``decode_options``: the request against what the leased model can do
+   (app/serving/capabilities.py, shared with realtime sessions).
+4. here, ``_reference_embeddings``: the known speakers' reference clips, once they are decoded.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from app.serving.capabilities import Asked, check_supported
-from app.serving.channels import build_channel_run, check_request, wants_separate
+from app.serving.channels import DECODE_BLOCK_SECONDS, build_channel_run, wants_separate
 from app.serving.deadline import Deadline
 from app.serving.diarizers import DiarizerHolder
 from app.serving.errors import InvalidInput, ModelNotFound, ModelUnavailable
@@ -35,8 +48,6 @@ DIARIZED_FORMATS = frozenset(
     {ResponseFormat.DIARIZED_JSON, ResponseFormat.JSON, ResponseFormat.TEXT, ResponseFormat.SRT, ResponseFormat.VTT}
 )
 REFERENCE_SECONDS = (2.0, 10.0)
-# Blocks decoded ahead of the recogniser: small enough to keep memory flat, large enough to be cheap.
-DECODE_BLOCK_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,18 @@ def chunking_vad(settings: Settings, chunking: ChunkingStrategy | None) -> VadPa
         max_chunk_seconds=settings.vad_max_chunk_seconds,
         context_ms=settings.vad_context_ms,
     )
+
+
+def check_combinations(request: AudioRequest, *, speakers: bool) -> None:
+    """Options that cannot go together with the way this request is served, refused before any work.
+
+    ``channels=separate`` only counts when asked for explicitly: ``auto`` never turns a request it cannot
+    serve per channel into an error.
+    """
+    if speakers and request.logprobs:
+        raise InvalidInput("include", "include[]=logprobs is not available with speaker diarization.")
+    if request.channels == "separate" and request.logprobs:
+        raise InvalidInput("include", "include[]=logprobs is not available with channels=separate.")
 
 
 def asked(request: AudioRequest, *, speakers: bool = False) -> Asked:
@@ -145,9 +168,7 @@ class TranscriptionService:
         """
         route = self.resolve(request.model)
         speakers = self.wants_speakers(request, route)
-        if speakers and request.logprobs:
-            raise InvalidInput("include", "include[]=logprobs is not available with speaker diarization.")
-        check_request(request)
+        check_combinations(request, speakers=speakers)
         return Admission(request, route, speakers, self.slots[route.model_id].reserve())
 
     async def start(self, admission: Admission, deadline: Deadline) -> TranscriptionJob[Any]:

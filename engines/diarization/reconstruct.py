@@ -38,10 +38,6 @@ class Grid:
     def global_frames(self, num_chunks: int) -> int:
         return self.chunk_offset(num_chunks - 1) + self.frames_per_chunk if num_chunks else 0
 
-    def frame_start(self, index: int) -> float:
-        """Start time of global frame ``index`` (frames overlap: each lasts ``frame_duration``)."""
-        return index * self.frame_step
-
     def boundary(self, index: int) -> float:
         """Time between global frames ``index - 1`` and ``index`` (the middle of the frame centres)."""
         return index * self.frame_step + self.frame_duration / 2 - self.frame_step / 2

@@ -167,3 +167,20 @@ def test_request_field_wins_over_the_server_default() -> None:
     assert not wants_separate(request("mix"), settings, AudioFile(stereo))
     assert wants_separate(request("separate"), Settings(), AudioFile(mono_copy))  # asked for: no detection
     assert not wants_separate(request("separate"), Settings(), AudioFile(stereo_wav(tone(2, 200)[None])))
+
+
+def test_logprobs_are_refused_with_channels_separate_or_speakers_before_any_work() -> None:
+    from app.serving.errors import InvalidInput
+    from app.serving.protocol import AudioRequest
+    from app.serving.service import check_combinations
+
+    def request(channels: str | None, logprobs: bool = True) -> AudioRequest:
+        return AudioRequest(task="transcribe", file=b"x", model="base", logprobs=logprobs, channels=channels)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidInput, match="channels=separate") as caught:
+        check_combinations(request("separate"), speakers=False)
+    assert caught.value.param == "include"
+    with pytest.raises(InvalidInput, match="speaker diarization"):
+        check_combinations(request(None), speakers=True)
+    check_combinations(request("auto"), speakers=False)  # auto falls back to mixing instead
+    check_combinations(request("separate", logprobs=False), speakers=True)

@@ -15,6 +15,7 @@ from starlette.types import Message
 
 from app.accounting.request_record import RequestRecord
 from app.api.routes import _stream
+from app.api.state import app_state
 from app.serving.deadline import Deadline
 from app.serving.errors import ClientGone
 from app.serving.service import TranscriptionService
@@ -55,7 +56,7 @@ def _status(outcome: Any) -> int:
 
 
 def _metric(setup: InProcess, name: str, **labels: str) -> float:
-    value = setup.app.state.metrics.registry.get_sample_value(name, labels)
+    value = app_state(setup.app).metrics.registry.get_sample_value(name, labels)
     return float(value or 0.0)
 
 
@@ -86,7 +87,7 @@ async def test_queue_limit_holds_while_the_model_is_cold(tmp_path: Path, speech:
         assert statuses == [200, 200, 429, 429, 429], outcomes
         refused = [o for o in outcomes if isinstance(o, openai.APIStatusError)]
         assert all(o.body["code"] == "queue_full" for o in refused)  # type: ignore[index]
-        assert setup.app.state.service.slots["fake"].reserved == 0
+        assert app_state(setup.app).service.slots["fake"].reserved == 0
 
 
 async def test_full_queue_refusals_do_not_use_the_key_quota(tmp_path: Path, speech: bytes) -> None:
@@ -109,7 +110,7 @@ async def test_time_limit_counts_from_the_request_start(tmp_path: Path, speech: 
             await _transcribe(setup, speech)
         assert caught.value.status_code == 504
         assert caught.value.body["code"] == "timeout"  # type: ignore[index]
-        assert setup.app.state.service.slots["fake"].reserved == 0
+        assert app_state(setup.app).service.slots["fake"].reserved == 0
 
 
 async def test_time_limit_stops_a_long_decode(tmp_path: Path, speech: bytes) -> None:
@@ -134,8 +135,8 @@ async def test_malformed_multipart_is_400_and_accounted(tmp_path: Path) -> None:
 async def test_a_stream_torn_down_before_its_first_frame_releases_everything(tmp_path: Path, speech: bytes) -> None:
     """The client is gone before the first byte: the lease and queue place come back, the request is recorded."""
     async with in_process(tmp_path) as setup:
-        service: TranscriptionService = setup.app.state.service
-        settings: Settings = setup.app.state.settings
+        service: TranscriptionService = app_state(setup.app).service
+        settings: Settings = app_state(setup.app).settings
         import io
 
         from starlette.datastructures import FormData, UploadFile
@@ -145,7 +146,7 @@ async def test_a_stream_torn_down_before_its_first_frame_releases_everything(tmp
         form = FormData([("file", UploadFile(io.BytesIO(speech))), ("model", "whisper-1"), ("stream", "true")])
         request = await parse_audio_form(form, task="transcribe", max_upload_bytes=settings.max_upload_bytes)
         job = await service.start(service.admit(request), Deadline(60))
-        record = RequestRecord(setup.app.state.metrics, endpoint="transcribe", key_name="test", model="whisper-1")
+        record = RequestRecord(app_state(setup.app).metrics, endpoint="transcribe", key_name="test", model="whisper-1")
         response = _stream(job, record, settings)
 
         async def receive() -> Message:
@@ -164,7 +165,7 @@ async def test_a_stream_torn_down_before_its_first_frame_releases_everything(tmp
 async def test_a_client_that_leaves_stops_the_decoding(tmp_path: Path, speech: bytes) -> None:
     loader = FakeLoader(FakeEngine(decode_seconds=30.0))
     async with in_process(tmp_path, loader) as setup:
-        service: TranscriptionService = setup.app.state.service
+        service: TranscriptionService = app_state(setup.app).service
         import io
 
         from starlette.datastructures import FormData, UploadFile

@@ -61,7 +61,7 @@ def make_quotas(
 
 def refused(quotas: KeyQuotas, key: str) -> APIError:
     with pytest.raises(RateLimited) as caught:
-        quotas.check(key)
+        quotas.admit(key)
     return to_api_error(caught.value)
 
 
@@ -111,7 +111,7 @@ def test_no_limits_admits_everything(ledger: UsageLedger, clocks: Clocks) -> Non
     use_audio(ledger, "alice", 10 * 3600, T0)
     for _ in range(1000):
         quotas.admit("alice")
-    quotas.check("alice")
+    quotas.admit("alice")
 
 
 # --- requests per minute ----------------------------------------------------------------------
@@ -120,8 +120,7 @@ def test_no_limits_admits_everything(ledger: UsageLedger, clocks: Clocks) -> Non
 def test_rpm_refuses_with_retry_after(ledger: UsageLedger, clocks: Clocks) -> None:
     quotas = make_quotas(ledger, clocks, KeyLimitConfig(requests_per_minute=3))
     for _ in range(3):
-        quotas.check("alice")
-        quotas.record_request("alice")
+        quotas.admit("alice")
         clocks.advance(10)
     # Requests at t=0, 10, 20; now t=30: the first leaves the window at t=60.
     error = refused(quotas, "alice")
@@ -136,7 +135,7 @@ def test_rpm_refuses_with_retry_after(ledger: UsageLedger, clocks: Clocks) -> No
     clocks.advance(29.5)
     assert refused(quotas, "alice").headers["retry-after"] == "1"  # 0.5 s rounds up, never 0
     clocks.advance(0.5)
-    quotas.check("alice")
+    quotas.admit("alice")
 
 
 def test_rpm_window_slides(ledger: UsageLedger, clocks: Clocks) -> None:
@@ -180,9 +179,8 @@ def test_rpm_default_vs_per_key(ledger: UsageLedger, clocks: Clocks) -> None:
         quotas.admit("admin")
 
 
-def test_record_request_without_limit_keeps_nothing(ledger: UsageLedger, clocks: Clocks) -> None:
+def test_admit_without_limit_keeps_nothing(ledger: UsageLedger, clocks: Clocks) -> None:
     quotas = make_quotas(ledger, clocks)
-    quotas.record_request("alice")
     quotas.admit("alice")
     assert quotas._recent == {}
 
@@ -216,7 +214,7 @@ def test_audio_budget_refuses_with_retry_after(ledger: UsageLedger, clocks: Cloc
     use_audio(ledger, "alice", 1200, T0 - timedelta(hours=30))  # outside the rolling day
     use_audio(ledger, "alice", 1800, T0 - timedelta(hours=20))
     use_audio(ledger, "alice", 1200, T0 - timedelta(hours=2))
-    quotas.check("alice")  # 3000 s of 3600 s used
+    quotas.admit("alice")  # 3000 s of 3600 s used
     use_audio(ledger, "alice", 1200, T0 - timedelta(hours=1))  # 4200 s used
 
     error = refused(quotas, "alice")
@@ -231,7 +229,7 @@ def test_audio_budget_refuses_with_retry_after(ledger: UsageLedger, clocks: Cloc
     clocks.advance(4 * 3600 - 1)
     assert refused(quotas, "alice").headers["retry-after"] == "1"
     clocks.advance(1)
-    quotas.check("alice")
+    quotas.admit("alice")
 
 
 def test_audio_budget_needs_enough_old_events_to_expire(ledger: UsageLedger, clocks: Clocks) -> None:
@@ -246,7 +244,7 @@ def test_audio_budget_needs_enough_old_events_to_expire(ledger: UsageLedger, clo
     clocks.advance(2 * 3600)
     assert refused(quotas, "alice").headers["retry-after"] == str(3600)
     clocks.advance(3600)
-    quotas.check("alice")
+    quotas.admit("alice")
 
 
 def test_exactly_at_the_budget_is_refused(ledger: UsageLedger, clocks: Clocks) -> None:
@@ -266,9 +264,9 @@ def test_audio_budget_is_per_key_and_per_config(ledger: UsageLedger, clocks: Clo
     for key in ("alice", "big", "unlimited"):
         use_audio(ledger, key, 2 * 3600, T0 - timedelta(hours=1))
     assert refused(quotas, "alice").type == "tokens"
-    quotas.check("bob")
-    quotas.check("big")
-    quotas.check("unlimited")
+    quotas.admit("bob")
+    quotas.admit("big")
+    quotas.admit("unlimited")
 
 
 def test_audio_budget_is_shared_through_the_ledger(tmp_path: Path, clocks: Clocks) -> None:
@@ -280,7 +278,7 @@ def test_audio_budget_is_shared_through_the_ledger(tmp_path: Path, clocks: Clock
         replica_a = make_quotas(one, clocks, limits)
         replica_b = make_quotas(two, clocks, limits)
         use_audio(one, "alice", 3000, T0 - timedelta(minutes=5))
-        replica_b.check("alice")
+        replica_b.admit("alice")
         use_audio(one, "alice", 600, T0 - timedelta(minutes=1))
         assert refused(replica_b, "alice").status == 429
         assert refused(replica_a, "alice").status == 429

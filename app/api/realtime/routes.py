@@ -11,14 +11,13 @@ from fastapi.responses import JSONResponse
 from app.accounting.session_record import SessionRecord
 from app.api.auth import Principal
 from app.api.errors import APIError, invalid_value, to_api_error
-from app.api.realtime.client_secrets import ClientSecretStore, parse_secret_request
+from app.api.realtime.client_secrets import parse_secret_request
 from app.api.realtime.connection import RealtimeConnection, default_model, new_session_id
 from app.api.realtime.session_config import apply_update, default_config, session_body
 from app.api.realtime.ws_auth import authenticate, chosen_subprotocol, wants_beta
 from app.api.routes import require_key
+from app.api.state import server_state
 from app.serving.errors import ModelNotFound, ServingError
-from app.serving.service import TranscriptionService
-from app.settings import Settings
 from engines.live.vad_stream import SileroScorer
 
 realtime_socket = APIRouter()
@@ -36,7 +35,7 @@ async def _deny(websocket: WebSocket, error: APIError) -> None:
 
 @realtime_socket.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
-    state = websocket.app.state
+    state = server_state(websocket)
     try:
         grant = authenticate(websocket, state.authenticator, state.client_secrets)
     except APIError as exc:
@@ -61,9 +60,8 @@ async def realtime(websocket: WebSocket) -> None:
 
 @realtime_http.post("/realtime/client_secrets")
 async def create_client_secret(request: Request) -> JSONResponse:
-    settings: Settings = request.app.state.settings
-    service: TranscriptionService = request.app.state.service
-    store: ClientSecretStore = request.app.state.client_secrets
+    state = server_state(request)
+    settings, service, store = state.settings, state.service, state.client_secrets
     principal: Principal = request.state.principal
     try:
         body: Any = json.loads(await request.body() or b"{}")
