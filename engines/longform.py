@@ -17,14 +17,10 @@ import numpy as np
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, Transcriber, TranscriptInfo, Word
-from engines.vad import Span, VadParams, group_regions, normalize_loudness, speech_regions, widen_chunks
+from engines.vad import Span, VadParams, group_regions, has_speech, normalize_loudness, speech_regions, widen_chunks
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
 PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
-DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
-# Unchunked blocks are still checked for any speech at all: Whisper invents text on pure noise.
-# A low threshold on loudness-normalised audio, so faint speech still counts as speech.
-SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
 # VAD speech left after Whisper's last segment in a chunk, at least this long, is decoded again
 # (at most this many times per chunk, so a VAD that hears speech Whisper never finds cannot loop).
 MIN_TAIL_SECONDS = 1.0
@@ -113,7 +109,7 @@ class LongFormRun:
 
     def _plain_block(self, buffer: Samples, final: bool, prompt: str | None) -> Generator[Segment, None, int]:
         guard = int(self.config.guard_seconds * SAMPLE_RATE)
-        if not _has_speech(buffer):
+        if not has_speech(buffer):  # unchunked blocks are still checked for any speech at all
             return buffer.size if final else max(0, buffer.size - guard)
         limit = buffer.size / SAMPLE_RATE - (0.0 if final else self.config.guard_seconds)
         accepted_end = 0.0
@@ -193,12 +189,6 @@ def unheard_tail(regions: list[Span], heard_until: int, chunk_end: int) -> int |
         if end - start >= MIN_TAIL_SECONDS * SAMPLE_RATE:
             return start
     return None
-
-
-def _has_speech(audio: Samples) -> bool:
-    if float(np.max(np.abs(audio), initial=0.0)) < DIGITAL_SILENCE:
-        return False
-    return bool(speech_regions(normalize_loudness(audio), SPEECH_GATE))
 
 
 def _shift(segment: Segment, seconds: float, frames: int, new_id: int) -> Segment:

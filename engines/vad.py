@@ -71,6 +71,20 @@ def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
     return [Span(int(r["start"]), int(r["end"])) for r in get_speech_timestamps(audio, options)]
 
 
+# Whisper invents text on noise, so audio with no speech at all is not decoded: unchunked file blocks
+# and the final of a realtime turn that may hold none (a manual commit, an idle timeout) are gated.
+# A low threshold on loudness-normalised audio, so faint speech still counts as speech.
+SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
+DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
+
+
+def has_speech(audio: Samples) -> bool:
+    """Whether ``audio`` holds any speech at all (the gate above)."""
+    if float(np.max(np.abs(audio), initial=0.0)) < DIGITAL_SILENCE:
+        return False
+    return bool(speech_regions(normalize_loudness(audio), SPEECH_GATE))
+
+
 def widen_chunks(chunks: list[Span], total: int, context: int) -> list[Span]:
     """Each chunk (sorted, apart) with up to ``context`` samples of the silence on each side, never past half a gap."""
     out = []

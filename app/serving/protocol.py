@@ -24,6 +24,7 @@ TRANSLATION_FORMATS = frozenset(
 )
 
 
+# File chunking only: realtime turn detection has its own ServerVadConfig (500 ms of silence, idle timeout).
 @dataclass(frozen=True)
 class ServerVad:
     """OpenAI's ``server_vad`` chunking parameters (defaults as documented by OpenAI)."""

@@ -17,10 +17,6 @@ from difflib import SequenceMatcher
 _NOT_WORD = re.compile(r"[^\w']+")
 
 
-def split_words(text: str) -> list[str]:
-    return text.split()
-
-
 def normalize(word: str) -> str:
     return _NOT_WORD.sub("", word.lower())
 

@@ -5,16 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from engines.audio import SAMPLE_RATE, Samples
 from engines.types import DecodeOptions, TokenLogprob, Transcriber
-from engines.vad import VadParams, normalize_loudness, speech_regions
-
-# The same gate as unchunked file blocks: Whisper invents text on noise, so audio with no speech at
-# all (a manual commit of silence) is not decoded.
-SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
-DIGITAL_SILENCE = 1e-4
+from engines.vad import has_speech
 
 
 @dataclass(frozen=True)
@@ -38,12 +31,6 @@ class Hypothesis:
         return self.samples / SAMPLE_RATE
 
 
-def has_speech(audio: Samples) -> bool:
-    if audio.size == 0 or float(np.max(np.abs(audio))) < DIGITAL_SILENCE:
-        return False
-    return bool(speech_regions(normalize_loudness(audio), SPEECH_GATE))
-
-
 def decode_turn(
     engine: Transcriber,
     audio: Samples,
@@ -52,7 +39,7 @@ def decode_turn(
     *,
     gate: bool = False,
 ) -> Hypothesis:
-    """Blocking: decode ``audio`` whole. With ``gate``, audio without any speech is not decoded."""
+    """Blocking: decode ``audio`` whole. With ``gate``, audio without any speech (``has_speech``) is not decoded."""
     fallback_language = options.language or (options.languages[0] if options.languages else "en")
     if gate and not has_speech(audio):
         return Hypothesis("", fallback_language, 0.0, audio.size)

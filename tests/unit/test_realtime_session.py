@@ -132,7 +132,7 @@ def run(
             with anyio.fail_after(10):
                 while sum(isinstance(e, ev.TranscriptCompleted | ev.TranscriptFailed) for e in events) < completions:
                     await anyio.sleep(0.01)
-            session.decoder.stop()
+            session.stop()
             group.cancel_scope.cancel()
         await session.aclose()
         return session
@@ -181,8 +181,8 @@ def test_a_speculative_decode_at_the_pause_becomes_the_final(service: Any) -> No
     svc = service(engine)
     audio = pcm(("speech", 1.5), ("quiet", 1.2))
     _, session = run(svc, config(), audio, pace=0.05)
-    assert session.decoder.stats.speculative_used == 1
-    assert session.decoder.stats.final == 0
+    assert session.stats.speculative_used == 1
+    assert session.stats.final == 0
     finals = [options for _, options in engine.calls if options.beam_size == 3]
     assert finals, "the speculative decode uses the final's settings (beam, fallback)"
 
@@ -254,7 +254,7 @@ def test_stopping_cancels_a_running_decode_within_a_window(service: Any) -> None
             await anyio.sleep(0.3)
             assert svc.slots["fake"].running == 1
             started = time.monotonic()
-            session.decoder.stop()
+            session.stop()
             group.cancel_scope.cancel()
         await session.aclose()
         assert svc.slots["fake"].running == 0
@@ -313,10 +313,10 @@ def test_server_vad_idle_timeout_commits_an_empty_item(service: Any) -> None:
 
 
 def test_noise_reduction_puts_a_denoiser_on_the_input(service: Any) -> None:
-    from app.serving.realtime import NoiseReduction
+    from app.serving.realtime import NoiseReductionConfig
 
     svc = service(FakeEngine())
-    noisy = config(noise_reduction=NoiseReduction(type="far_field", strength=0.5))
+    noisy = config(noise_reduction=NoiseReductionConfig(type="far_field", strength=0.5))
     session = RealtimeSession(svc, RealtimeConfig(), noisy, lambda e: None, EnergyScorer())
     assert session.converter.denoise is not None
     assert session.converter.denoise.reduction_db == 6.0 and session.converter.denoise.floor_db == -40.0

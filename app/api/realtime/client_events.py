@@ -47,7 +47,8 @@ class Transcription(Strict):
     delay: Delay | None = None
 
 
-class ServerVad(Strict):
+# Wire model (strict, wire-only fields too); session_config.py maps it onto serving's plain ServerVadConfig.
+class ServerVadDetection(Strict):
     type: Literal["server_vad"]
     threshold: float | None = Field(None, ge=0, le=1)
     prefix_padding_ms: int | None = Field(None, ge=0, le=10_000)
@@ -57,16 +58,19 @@ class ServerVad(Strict):
     interrupt_response: bool | None = None
 
 
-class SemanticVad(Strict):
+# Wire model (strict, wire-only fields too); session_config.py maps it onto serving's plain SemanticVadConfig.
+class SemanticVadDetection(Strict):
     type: Literal["semantic_vad"]
     eagerness: Literal["low", "medium", "high", "auto"] | None = None
     create_response: bool | None = None
     interrupt_response: bool | None = None
 
 
-TurnDetection = Annotated[ServerVad | SemanticVad, Field(discriminator="type")]
+# Wire union, validated by its type tag; session_config.py maps it onto serving's plain TurnDetectionConfig.
+TurnDetection = Annotated[ServerVadDetection | SemanticVadDetection, Field(discriminator="type")]
 
 
+# Wire model (strict, bounded strength); session_config.py maps it onto serving's plain NoiseReductionConfig.
 class NoiseReduction(Strict):
     type: Literal["near_field", "far_field"] | None = None
     strength: float | None = Field(None, ge=0, le=1)

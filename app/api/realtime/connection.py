@@ -114,12 +114,10 @@ class RealtimeConnection:
             self._out.close()
             self._in.close()
             if session is not None:
-                session.decoder.stop()
-                await session.aclose()
+                await session.aclose()  # stops any decoding first
             if self._ticket is not None:
                 self._ticket.release()
-            stats = session.decoder.stats if session is not None else None
-            extra = {} if stats is None else {"decodes": {k: round(v, 2) for k, v in vars(stats).items()}}
+            extra = {} if session is None else {"decodes": {k: round(v, 2) for k, v in vars(session.stats).items()}}
             self.record.finish(code, session.audio_seconds if session is not None else 0.0, extra)
 
     async def _open(self) -> tuple[Closing | None, RealtimeSession | None]:
@@ -174,7 +172,7 @@ class RealtimeConnection:
             try:
                 closing = await self._receive(session)
             finally:
-                session.decoder.stop()  # a running decode ends at its next window
+                session.stop()  # a running decode ends at its next window
                 group.cancel_scope.cancel()
         return None if self._gone else closing
 

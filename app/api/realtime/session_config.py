@@ -11,12 +11,12 @@ from app.api.languages import normalize_language
 from app.api.realtime import client_events as wire
 from app.serving.errors import InvalidInput
 from app.serving.realtime import (
-    NoiseReduction,
+    NoiseReductionConfig,
     SemanticVadConfig,
     ServerVadConfig,
     SessionConfig,
     TranscriptionConfig,
-    TurnDetection,
+    TurnDetectionConfig,
 )
 from engines.live.codecs import InputFormat
 
@@ -65,10 +65,10 @@ def _transcription(current: TranscriptionConfig, update: wire.Transcription, par
     return replace(current, **changes)
 
 
-def _turn_detection(update: wire.ServerVad | wire.SemanticVad | None) -> TurnDetection:
+def _turn_detection(update: wire.TurnDetection | None) -> TurnDetectionConfig:
     if update is None:
         return None
-    if isinstance(update, wire.SemanticVad):
+    if isinstance(update, wire.SemanticVadDetection):
         return SemanticVadConfig(eagerness=update.eagerness or "auto")
     defaults = ServerVadConfig()
     return ServerVadConfig(
@@ -81,15 +81,15 @@ def _turn_detection(update: wire.ServerVad | wire.SemanticVad | None) -> TurnDet
     )
 
 
-def _noise(current: NoiseReduction | None, update: wire.NoiseReduction | wire.BetaNoiseReduction | None) -> (
-    NoiseReduction | None
-):  # fmt: skip
+def _noise(
+    current: NoiseReductionConfig | None, update: wire.NoiseReduction | wire.BetaNoiseReduction | None
+) -> NoiseReductionConfig | None:
     if update is None:
         return None
     strength = getattr(update, "strength", None)
     if strength is None:
         strength = current.strength if current is not None and current.strength is not None else 1.0
-    return NoiseReduction(type=update.type, strength=strength)
+    return NoiseReductionConfig(type=update.type, strength=strength)
 
 
 def apply_update(current: SessionConfig, session: wire.TranscriptionSession) -> SessionConfig:
@@ -130,11 +130,11 @@ def apply_beta_update(current: SessionConfig, session: wire.BetaSession) -> Sess
         )
     if "turn_detection" in fields:
         detection = session.turn_detection
-        ga: wire.ServerVad | wire.SemanticVad | None = None
+        ga: wire.TurnDetection | None = None
         if detection is not None and detection.type == "semantic_vad":
-            ga = wire.SemanticVad(type="semantic_vad", eagerness=detection.eagerness)
+            ga = wire.SemanticVadDetection(type="semantic_vad", eagerness=detection.eagerness)
         elif detection is not None:
-            ga = wire.ServerVad(
+            ga = wire.ServerVadDetection(
                 type="server_vad",
                 threshold=detection.threshold,
                 prefix_padding_ms=detection.prefix_padding_ms,
@@ -164,7 +164,7 @@ def _transcription_body(transcription: TranscriptionConfig) -> dict[str, Any]:
     return body
 
 
-def _turn_detection_body(detection: TurnDetection) -> dict[str, Any] | None:
+def _turn_detection_body(detection: TurnDetectionConfig) -> dict[str, Any] | None:
     if detection is None:
         return None
     if isinstance(detection, SemanticVadConfig):
@@ -178,7 +178,7 @@ def _turn_detection_body(detection: TurnDetection) -> dict[str, Any] | None:
     }
 
 
-def _noise_body(noise: NoiseReduction | None) -> dict[str, Any] | None:
+def _noise_body(noise: NoiseReductionConfig | None) -> dict[str, Any] | None:
     return None if noise is None else {"type": noise.type, "strength": noise.strength}
 
 

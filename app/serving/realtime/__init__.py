@@ -1,18 +1,18 @@
-"""Live transcription sessions: configuration, turns, decoding, admission (no web framework in here)."""
+"""Realtime transcription sessions: configuration, turns, decoding, admission (no web framework in here)."""
 
 from app.serving.realtime.config import (
-    NoiseReduction,
+    NoiseReductionConfig,
     SemanticVadConfig,
     ServerVadConfig,
     SessionConfig,
     TranscriptionConfig,
-    TurnDetection,
+    TurnDetectionConfig,
 )
 from app.serving.realtime.registry import SessionRegistry, SessionTicket
 from app.serving.realtime.session import RealtimeSession
 
 __all__ = [
-    "NoiseReduction",
+    "NoiseReductionConfig",
     "RealtimeSession",
     "SemanticVadConfig",
     "ServerVadConfig",
@@ -20,5 +20,5 @@ __all__ = [
     "SessionRegistry",
     "SessionTicket",
     "TranscriptionConfig",
-    "TurnDetection",
+    "TurnDetectionConfig",
 ]

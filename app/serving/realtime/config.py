@@ -25,8 +25,11 @@ class TranscriptionConfig:
     delay: Delay | None = None  # None: medium
 
 
+# Plain config parsed from the wire's ServerVadDetection; file chunking's ServerVad has other defaults.
 @dataclass(frozen=True)
 class ServerVadConfig:
+    """``turn_detection`` of type ``server_vad``: Silero's knobs for ending a turn."""
+
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
@@ -34,17 +37,22 @@ class ServerVadConfig:
     type: Literal["server_vad"] = "server_vad"
 
 
+# Plain config parsed from the wire's SemanticVadDetection (GA) or BetaTurnDetection (beta).
 @dataclass(frozen=True)
 class SemanticVadConfig:
+    """``turn_detection`` of type ``semantic_vad``: Silero with its knobs set by eagerness (``SEMANTIC_PRESETS``)."""
+
     eagerness: Eagerness = "auto"
     type: Literal["semantic_vad"] = "semantic_vad"
 
 
-TurnDetection = ServerVadConfig | SemanticVadConfig | None
+# Plain config parsed from the wire's TurnDetection union (GA) or BetaTurnDetection (beta); None: manual commits.
+TurnDetectionConfig = ServerVadConfig | SemanticVadConfig | None
 
 
+# Plain config parsed from the wire's NoiseReduction (GA) or BetaNoiseReduction (beta).
 @dataclass(frozen=True)
-class NoiseReduction:
+class NoiseReductionConfig:
     """``audio.input.noise_reduction``: FFmpeg's ``afftdn`` denoiser on the input, before VAD and Whisper."""
 
     type: NoiseReductionType | None = None
@@ -57,7 +65,7 @@ NOISE_FLOOR_DB: dict[NoiseReductionType | None, float] = {"near_field": -50.0, "
 FULL_REDUCTION_DB = 12.0
 
 
-def denoise_params(noise: NoiseReduction | None) -> Denoise | None:
+def denoise_params(noise: NoiseReductionConfig | None) -> Denoise | None:
     if noise is None:
         return None
     strength = 1.0 if noise.strength is None else noise.strength
@@ -68,10 +76,12 @@ def denoise_params(noise: NoiseReduction | None) -> Denoise | None:
 
 @dataclass(frozen=True)
 class SessionConfig:
+    """Everything a client chose for a session (``session.update``), whichever protocol it spoke."""
+
     transcription: TranscriptionConfig
     format: InputFormat = "pcm16"
-    turn_detection: TurnDetection = field(default_factory=ServerVadConfig)
-    noise_reduction: NoiseReduction | None = None
+    turn_detection: TurnDetectionConfig = field(default_factory=ServerVadConfig)
+    noise_reduction: NoiseReductionConfig | None = None
     include_logprobs: bool = False
 
 
@@ -86,7 +96,7 @@ SEMANTIC_PRESETS: dict[Eagerness, tuple[int, int]] = {
 }
 
 
-def turn_params(detection: TurnDetection, max_turn_seconds: float) -> TurnParams:
+def turn_params(detection: TurnDetectionConfig, max_turn_seconds: float) -> TurnParams:
     """Silero turn-detection parameters for a session; with manual commits, only pauses are tracked."""
     max_turn_ms = int(max_turn_seconds * 1000)
     if isinstance(detection, ServerVadConfig):

@@ -16,49 +16,46 @@ Live and speculative decodes wait for a model slot behind everything else (``run
 so a final decode, of this session or any other, and file requests always go first, and sessions
 take turns for what is left. Decoding happens in a worker thread; stopping the session cancels it
 at its next window.
+
+The decoder sees its session only through ``TurnSource`` (the open turn and the audio so far) and
+the service only through ``ModelAccess``; committed turns are handed to it (``add_final``), and it
+reports through ``emit``. Of a turn it writes only the decode state (``TurnDecoding``).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 import time
-from contextlib import ExitStack
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import anyio
 import anyio.to_thread
 
-from app.serving.capabilities import Asked, Params, check_supported
 from app.serving.errors import InvalidInput, ModelUnavailable
 from app.serving.protocol import ModelRoute
-from app.serving.realtime.config import SessionConfig
-from app.serving.realtime.events import TranscriptCompleted, TranscriptDelta, TranscriptFailed, TurnUsage
-from app.serving.realtime.turn import LiveTurn
+from app.serving.realtime.config import SessionConfig, live_policy, turn_params
+from app.serving.realtime.decode_options import check_config, decode_options
+from app.serving.realtime.events import SessionEvent, TranscriptCompleted, TranscriptDelta, TranscriptFailed, TurnUsage
+from app.serving.realtime.turn import Turn, TurnDecoding
+from app.serving.scheduler import ModelSlots
+from app.settings import RealtimeConfig
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, ModelLoadError
-from engines.live.agreement import cut_loop, join_delta
+from engines.live.agreement import LocalAgreement, cut_loop, join_delta
 from engines.live.decoding import Hypothesis, decode_turn
-from engines.types import FALLBACK_TEMPERATURES, BatchPriority, DecodeOptions, Transcriber
-
-if TYPE_CHECKING:
-    from app.serving.realtime.session import RealtimeSession
+from engines.types import DecodeOptions, Transcriber
 
 log = logging.getLogger(__name__)
 
 MIN_LIVE_SECONDS = 0.6  # audio a turn needs before its first live decode
 POLL_SECONDS = 0.1  # how often an open turn is checked for enough new audio
 LIVE_PACING = 1.0  # new audio a live decode waits for, in multiples of how long the last one took
-# Token budgets per decode: speech needs about 5 tokens a second; a decode looping on cut-off audio
-# would otherwise run to Whisper's limit (and take seconds).
-LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA = 8, 16
-FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA = 12, 32
-MAX_TOKENS_PER_WINDOW = 180
-WHISPER_MAX_TOKENS = 448  # prompt and output together, per window
-PROMPT_PART_MAX_TOKENS = 223  # faster-whisper keeps at most this much of the prompt and of the hotwords
 LANGUAGE_PIN_PROBABILITY = 0.5  # a turn keeps the language of its first detection at least this sure
 # A speculative final waits for this much of the pause (at most half the silence that ends a turn):
 # Whisper mishears a last word that the audio cuts off right after.
@@ -68,9 +65,35 @@ SPECULATION_POLL_SECONDS = 0.02  # how often a final checks whether its turn's s
 Kind = Literal["live", "speculative", "final"]
 
 
+class TurnSource(Protocol):
+    """What a decoder reads of its session: the turn being spoken, and the audio on the session's timeline."""
+
+    @property
+    def open(self) -> Turn | None: ...
+
+    @property
+    def audio_end(self) -> int: ...
+
+    def audio(self, start: int) -> Samples:
+        """The audio from ``start`` to now."""
+        ...
+
+
+class ModelAccess(Protocol):
+    """The service's models as a decoder uses them."""
+
+    def lease(self, model_id: str) -> AbstractContextManager[Transcriber]:
+        """The model, loaded if needed (blocking), held until the context exits."""
+        ...
+
+    def slots(self, model_id: str) -> ModelSlots: ...
+
+    def beam_size(self, model_id: str) -> int: ...
+
+
 @dataclass
 class _Running:
-    turn: LiveTurn
+    turn: Turn
     kind: Kind
     cancel: threading.Event
 
@@ -89,30 +112,53 @@ class DecodeStats:
 
 
 class TurnDecoder:
-    def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
+    """One session's decoding: the live decodes of its open turn, and the final of each committed turn."""
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        source: TurnSource,
+        models: ModelAccess,
+        limits: RealtimeConfig,
+        emit: Callable[[SessionEvent], None],
+    ) -> None:
         self.stats = DecodeStats()
+        self._source = source
+        self._models = models
+        self._limits = limits
+        self._emit = emit
+        self._adopt(config)
+        self._finals: deque[Turn] = deque()  # committed turns, in order, until their final is out
+        self._wake = anyio.Event()
         self._lease = ExitStack()
         self._engine: Transcriber | None = None
         self._model_id: str | None = None
         self._running: dict[Literal["final", "open turn"], _Running] = {}  # each loop's decode in progress
         self._waiting: anyio.CancelScope | None = None  # a live decode waiting for a model slot
-        self._speculating: LiveTurn | None = None  # the turn whose speculative final is being decoded
+        self._speculating: Turn | None = None  # the turn whose speculative final is being decoded
         self._stopped = False
 
-    # --- the model ---------------------------------------------------------------------------------
+    def _adopt(self, config: SessionConfig) -> None:
+        """Decode with ``config`` from now on (and the live policy and pause length it implies)."""
+        self._config = config
+        self._policy = live_policy(config.transcription, self._limits.live_partials)
+        self._silence_ms = turn_params(config.turn_detection, self._limits.max_turn_seconds).silence_duration_ms
+
+    # --- the model and the config ----------------------------------------------------------------
 
     async def use_model(self, route: ModelRoute, config: SessionConfig) -> None:
-        """Lease the route's model for the session (loading it if needed); check the config against it."""
+        """Lease the route's model (loading it if needed) and check the config against it; then decode with both."""
         if route.model_id == self._model_id and self._engine is not None:
-            _check(config, self._engine, route.requested)
+            check_config(config, self._engine, route.requested)
+            self._adopt(config)
             return
         lease = ExitStack()
         try:
             engine: Transcriber = await anyio.to_thread.run_sync(
-                lease.enter_context, self.session.service.manager.lease(route.model_id)
+                lease.enter_context, self._models.lease(route.model_id)
             )
-            _check(config, engine, route.requested)
+            check_config(config, engine, route.requested)
         except ModelLoadError as exc:
             lease.close()
             raise ModelUnavailable(f"Model '{route.model_id}' is not available: {exc}") from exc
@@ -121,7 +167,48 @@ class TurnDecoder:
             raise
         previous, self._lease = self._lease, lease
         self._engine, self._model_id = engine, route.model_id
+        self._adopt(config)
         previous.close()
+
+    def new_decoding(self, start: int) -> TurnDecoding:
+        """The decode state of a turn starting at ``start``, agreeing on words as the session's delay asks."""
+        return TurnDecoding(LocalAgreement(self._policy.agree, self._policy.holdback), decoded_to=start)
+
+    # --- what the session tells it -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Something happened (audio, a commit): look again now."""
+        self._wake.set()
+
+    async def _wait(self, timeout: float) -> None:
+        """Until ``wake`` or ``timeout``; for both loops at once."""
+        wake = self._wake
+        with anyio.move_on_after(timeout):
+            await wake.wait()
+        if self._wake is wake and wake.is_set():
+            self._wake = anyio.Event()
+
+    def add_final(self, turn: Turn, *, was_open: bool) -> None:
+        """Queue a committed turn's final decode.
+
+        If it was the open turn, a live decode of it is no longer worth finishing (a speculative one may be).
+        """
+        self._finals.append(turn)
+        if was_open:
+            if self._waiting is not None:
+                self._waiting.cancel()
+            running = self._running.get("open turn")
+            if running is not None and running.turn is turn and running.kind == "live":
+                running.cancel.set()
+        self.wake()
+
+    def cancel_live(self, turn: Turn) -> None:
+        """The open turn was cleared: drop its live or speculative decode."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+        running = self._running.get("open turn")
+        if running is not None and running.turn is turn:
+            running.cancel.set()
 
     # --- the loop ------------------------------------------------------------------------------------
 
@@ -132,52 +219,49 @@ class TurnDecoder:
             loops.cancel_scope.cancel()
 
     async def _finals_loop(self) -> None:
-        session = self.session
         while not self._stopped:
-            if session.finals:
-                await self._finalize(session.finals[0])
-                session.finals.popleft()
+            if self._finals:
+                await self._finalize(self._finals[0])
+                self._finals.popleft()
             else:
-                await session.wait(1.0)
+                await self._wait(1.0)
 
     async def _open_turn_loop(self) -> None:
-        session = self.session
         while not self._stopped:
             job = self._live_job()
             if job is None:
-                await session.wait(POLL_SECONDS if session.open is not None else 1.0)
+                await self._wait(POLL_SECONDS if self._source.open is not None else 1.0)
             else:
                 await self._live(*job)
 
-    def _live_job(self) -> tuple[LiveTurn, Kind] | None:
-        session, turn = self.session, self.session.open
-        if turn is None or not turn.heard_speech or session.policy.step_seconds is None:
+    def _live_job(self) -> tuple[Turn, Kind] | None:
+        turn, step_seconds = self._source.open, self._policy.step_seconds
+        if turn is None or not turn.speech.heard or step_seconds is None:
             return None
-        end = session.buffer.end
+        speech, decoding, end = turn.speech, turn.decoding, self._source.audio_end
         if end - turn.start < MIN_LIVE_SECONDS * SAMPLE_RATE:
             return None
-        silence_ms = session.detector.params.silence_duration_ms
-        pause_needed = min(SPECULATE_AFTER_PAUSE_SECONDS * SAMPLE_RATE, silence_ms * SAMPLE_RATE // 2000)
-        if turn.paused and turn.speculative_epoch != turn.speech_epoch and end - turn.speech_end >= pause_needed:
+        pause_needed = min(SPECULATE_AFTER_PAUSE_SECONDS * SAMPLE_RATE, self._silence_ms * SAMPLE_RATE // 2000)
+        if speech.paused and decoding.speculative_epoch != speech.epoch and end - speech.end >= pause_needed:
             return turn, "speculative"
         # A long turn's live decode takes longer than a step on a slow machine: wait for as much new
         # audio as the last decode took, so live decodes use at most about half of the time and a
         # final (this session's or another's) finds the model free soon.
-        step = max(session.policy.step_seconds, LIVE_PACING * turn.live_seconds)
-        if end - turn.decoded_to >= step * SAMPLE_RATE:
+        step = max(step_seconds, LIVE_PACING * decoding.live_seconds)
+        if end - decoding.decoded_to >= step * SAMPLE_RATE:
             return turn, "live"
         return None
 
-    async def _live(self, turn: LiveTurn, kind: Kind) -> None:
+    async def _live(self, turn: Turn, kind: Kind) -> None:
         """One live or speculative decode of the open turn, once a model slot is free for background work.
 
         The wait is given up when the turn ends (its final comes first); what to decode is decided
         again once the slot is ours, on the audio as it is then.
         """
-        session = self.session
-        slots = session.service.slots[self._model_id or ""]
+        slots = self._models.slots(self._model_id or "")
         if slots.running >= slots.concurrency:
             self.stats.background_waits += 1
+        decoding = turn.decoding
         hypothesis: Hypothesis | None = None
         try:
             with anyio.CancelScope() as waiting:
@@ -188,9 +272,9 @@ class TurnDecoder:
                     if job is None or job[0] is not turn:
                         return
                     kind = job[1]
-                    audio = session.buffer.span(turn.start)
+                    audio = self._source.audio(turn.start)
                     if kind == "speculative":
-                        turn.speculative_epoch = turn.speech_epoch
+                        decoding.speculative_epoch = turn.speech.epoch
                         self._speculating = turn
                         self.stats.speculative += 1
                     else:
@@ -199,58 +283,59 @@ class TurnDecoder:
                     started = time.perf_counter()
                     hypothesis = await self._decode(turn, kind, audio, options)
                     if kind == "live":
-                        turn.live_seconds = time.perf_counter() - started
+                        decoding.live_seconds = time.perf_counter() - started
             self._waiting = None
             if hypothesis is None:
                 return
-            turn.decoded_to = turn.start + hypothesis.samples
+            decoding.decoded_to = turn.start + hypothesis.samples
             self._pin_language(turn, hypothesis)
             if kind == "speculative":
-                turn.speculative = hypothesis
+                decoding.speculative = hypothesis
         finally:
             self._speculating = None
-        if turn is session.open or turn in session.finals:
+        if turn is self._source.open or turn in self._finals:
             words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
-            self._emit_words(turn, turn.agreement.update(words))
+            self._emit_words(turn, decoding.agreement.update(words))
 
-    async def _finalize(self, turn: LiveTurn) -> None:
-        session = self.session
-        assert turn.audio is not None
+    async def _finalize(self, turn: Turn) -> None:
+        committed = turn.committed
+        assert committed is not None
         try:
             while self._speculating is turn:  # its speculative final is being decoded: it may be the final
                 await anyio.sleep(SPECULATION_POLL_SECONDS)
-            if turn.speculation_covers_turn():
-                assert turn.speculative is not None
-                hypothesis = turn.speculative
+            if _speculation_covers_turn(turn):
+                assert turn.decoding.speculative is not None
+                hypothesis = turn.decoding.speculative
                 self.stats.speculative_used += 1
             else:
-                reservation = session.service.slots[self._model_id or ""].reserve(admitted=True)
+                reservation = self._models.slots(self._model_id or "").reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    options = self._options(turn, turn.audio.size / SAMPLE_RATE, final=True)
-                    decoded = await self._decode(turn, "final", turn.audio, options)
+                    options = self._options(turn, committed.audio.size / SAMPLE_RATE, final=True)
+                    decoded = await self._decode(turn, "final", committed.audio, options, gate=committed.gate)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
                 hypothesis = decoded
-            self._emit_words(turn, turn.agreement.finish(hypothesis.words))
-            seconds = turn.audio.size / SAMPLE_RATE
+            agreement = turn.decoding.agreement
+            self._emit_words(turn, agreement.finish(hypothesis.words))
+            seconds = committed.audio.size / SAMPLE_RATE
             usage = TurnUsage(
                 seconds=seconds,
                 prompt_tokens=hypothesis.prompt_tokens,
                 audio_tokens=self._audio_tokens(seconds),
                 output_tokens=hypothesis.output_tokens,
             )
-            config = session.config
-            session.emit(
+            config = self._config
+            self._emit(
                 TranscriptCompleted(
                     turn.item_id,
-                    turn.previous_item_id,
-                    " ".join(turn.agreement.committed),
+                    committed.previous_item_id,
+                    " ".join(agreement.committed),
                     hypothesis.language,
                     usage,
                     logprobs=hypothesis.logprobs if config.include_logprobs else None,
                     languages_requested=bool(config.transcription.languages),
-                    latency=time.perf_counter() - (turn.committed_at or time.perf_counter()),
+                    latency=time.perf_counter() - committed.at,
                 )
             )
         except Exception as exc:
@@ -258,47 +343,29 @@ class TurnDecoder:
                 log.warning(
                     "realtime turn %s failed: %s", turn.item_id, exc, exc_info=not isinstance(exc, InvalidInput)
                 )
-            session.emit(TranscriptFailed(turn.item_id, turn.previous_item_id, exc))
+            self._emit(TranscriptFailed(turn.item_id, committed.previous_item_id, exc))
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _options(self, turn: LiveTurn, seconds: float, *, final: bool) -> DecodeOptions:
-        session = self.session
-        per_second, extra = (FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA) if final else (
-            LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA)  # fmt: skip
-        transcription = session.config.transcription
-        language = transcription.language or turn.language
-        return DecodeOptions(
-            task="transcribe",
-            language=language,
-            prompt=transcription.prompt,
-            temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
-            logprobs=final and session.config.include_logprobs,
-            beam_size=session.service.settings.models[self._model_id or ""].beam_size if final else 1,
-            keywords=transcription.keywords,
-            languages=() if language else transcription.languages,
-            encoder_padding_seconds=(
-                session.limits.encoder_padding_seconds if final else session.limits.live_encoder_padding_seconds
-            ),
-            max_new_tokens=self._token_budget(math.ceil(per_second * seconds) + extra),
-            priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
+    def _options(self, turn: Turn, seconds: float, *, final: bool) -> DecodeOptions:
+        assert self._engine is not None and self._model_id is not None
+        return decode_options(
+            self._config,
+            self._limits,
+            self._engine,
+            seconds=seconds,
+            final=final,
+            beam_size=self._models.beam_size(self._model_id),
+            detected_language=turn.decoding.language,
         )
 
     def _audio_tokens(self, seconds: float) -> int:
         assert self._engine is not None
         return self._engine.audio_tokens(seconds)
 
-    def _token_budget(self, wanted: int) -> int | None:
-        """``wanted`` new tokens, or fewer so that the prompt still fits Whisper's window (None: no room to cap)."""
-        engine, transcription = self._engine, self.session.config.transcription
-        assert engine is not None
-        prompt = engine.count_tokens(transcription.prompt) if transcription.prompt else 0
-        hotwords = engine.count_tokens(", ".join(transcription.keywords)) if transcription.keywords else 0
-        room = WHISPER_MAX_TOKENS - 8 - min(prompt, PROMPT_PART_MAX_TOKENS) - min(hotwords, PROMPT_PART_MAX_TOKENS)
-        budget = min(wanted, MAX_TOKENS_PER_WINDOW, room)
-        return budget if budget >= 16 else None
-
-    async def _decode(self, turn: LiveTurn, kind: Kind, audio: Samples, options: DecodeOptions) -> Hypothesis | None:
+    async def _decode(
+        self, turn: Turn, kind: Kind, audio: Samples, options: DecodeOptions, *, gate: bool = False
+    ) -> Hypothesis | None:
         engine = self._engine
         assert engine is not None
         running = _Running(turn, kind, threading.Event())
@@ -308,7 +375,7 @@ class TurnDecoder:
         self._running[loop] = running
         started = time.perf_counter()
         try:
-            work = functools.partial(decode_turn, engine, audio, options, running.cancel, gate=turn.gate)
+            work = functools.partial(decode_turn, engine, audio, options, running.cancel, gate=gate)
             return await anyio.to_thread.run_sync(work)
         except DecodingCancelled:
             self.stats.cancelled += 1
@@ -317,34 +384,25 @@ class TurnDecoder:
             del self._running[loop]
             self.stats.decode_seconds += time.perf_counter() - started
 
-    def _pin_language(self, turn: LiveTurn, hypothesis: Hypothesis) -> None:
-        if turn.language is None and hypothesis.text and hypothesis.language_probability >= LANGUAGE_PIN_PROBABILITY:
-            turn.language = hypothesis.language
+    def _pin_language(self, turn: Turn, hypothesis: Hypothesis) -> None:
+        decoding = turn.decoding
+        if (
+            decoding.language is None
+            and hypothesis.text
+            and hypothesis.language_probability >= LANGUAGE_PIN_PROBABILITY
+        ):
+            decoding.language = hypothesis.language
 
-    def _emit_words(self, turn: LiveTurn, words: list[str]) -> None:
+    def _emit_words(self, turn: Turn, words: list[str]) -> None:
         if not words:
             return
-        first = turn.deltas_sent == 0
-        turn.deltas_sent += 1
+        decoding = turn.decoding
+        first = decoding.deltas_sent == 0
+        decoding.deltas_sent += 1
         since = time.perf_counter() - turn.opened_at if first else None
-        self.session.emit(TranscriptDelta(turn.item_id, join_delta(words, first=first), first_after=since))
+        self._emit(TranscriptDelta(turn.item_id, join_delta(words, first=first), first_after=since))
 
     # --- stopping ------------------------------------------------------------------------------------
-
-    def on_commit(self, turn: LiveTurn) -> None:
-        """A turn just ended: a live decode of it is no longer worth finishing (a speculative one may be)."""
-        if self._waiting is not None:
-            self._waiting.cancel()
-        running = self._running.get("open turn")
-        if running is not None and running.turn is turn and running.kind == "live":
-            running.cancel.set()
-
-    def cancel_live(self, turn: LiveTurn) -> None:
-        if self._waiting is not None:
-            self._waiting.cancel()
-        running = self._running.get("open turn")
-        if running is not None and running.turn is turn:
-            running.cancel.set()
 
     def stop(self) -> None:
         """Stop decoding: the running decode ends at its next window, and the loop exits."""
@@ -359,26 +417,11 @@ class TurnDecoder:
         self._lease.close()
 
 
-# Session options are named by their path in the session config.
-SESSION_PARAMS = Params(
-    task="session.audio.input.transcription.model",
-    language="session.audio.input.transcription.language",
-    languages="session.audio.input.transcription.languages",
-    prompt="session.audio.input.transcription.prompt",
-    keywords="session.audio.input.transcription.keywords",
-    logprobs="session.include",
-    live="session.audio.input.transcription.model",
-)
-
-
-def _check(config: SessionConfig, engine: Transcriber, model: str) -> None:
-    transcription = config.transcription
-    wanted = Asked(
-        language=transcription.language,
-        languages=transcription.languages,
-        prompt=transcription.prompt,
-        keywords=transcription.keywords,
-        logprobs=config.include_logprobs,
-        live=True,
+def _speculation_covers_turn(turn: Turn) -> bool:
+    """Whether the speculative decode heard every bit of the turn's speech (and nothing came after)."""
+    speculative, speech = turn.decoding.speculative, turn.speech
+    return (
+        speculative is not None
+        and turn.decoding.speculative_epoch == speech.epoch
+        and turn.start + speculative.samples >= speech.end
     )
-    check_supported(wanted, engine.capabilities, model, SESSION_PARAMS)

@@ -1,4 +1,9 @@
-"""One live turn (one conversation item): its span of the stream, its stable words, its best hypotheses."""
+"""One turn of a realtime session (one conversation item): what the VAD heard of it, and how far decoding got.
+
+A turn's state is in three parts, each written by one owner: ``TurnSpeech`` by the session (from
+the VAD's turn events), ``TurnDecoding`` by the decoder, and ``CommittedAudio`` once, by the
+session, when the turn is committed.
+"""
 
 from __future__ import annotations
 
@@ -20,42 +25,45 @@ def to_ms(samples: int) -> int:
 
 
 @dataclass
-class LiveTurn:
-    """Open while audio arrives; frozen (``audio`` set) once committed, until its final transcript is out."""
+class TurnSpeech:
+    """What the VAD heard of an open turn; written by the session, read by the decoder."""
 
-    item_id: str
-    start: int
-    agreement: LocalAgreement
-    speech_end: int = 0  # end of the last frame the VAD heard as speech
-    heard_speech: bool = False
+    end: int = 0  # end of the last frame the VAD heard as speech
+    heard: bool = False
     paused: bool = False
-    speech_epoch: int = 0  # bumped whenever speech (re)starts, so older speculative decodes are stale
-    decoded_to: int = 0  # end of the audio the last live decode covered
+    epoch: int = 0  # bumped whenever speech (re)starts, so older speculative decodes are stale
+
+
+@dataclass
+class TurnDecoding:
+    """How far decoding got: the stable words and the best hypotheses; written by the decoder only."""
+
+    agreement: LocalAgreement
+    decoded_to: int  # end of the audio the last live decode covered
     live_seconds: float = 0.0  # how long the last live decode took (it paces the next one)
     language: str | None = None  # pinned by the first confident detection
     speculative: Hypothesis | None = None
-    speculative_epoch: int = -1
-    end: int | None = None
-    audio: Samples | None = None
-    gate: bool = False  # the final checks for any speech first (manual commits, idle timeouts)
-    previous_item_id: str | None = None
-    opened_at: float = field(default_factory=time.perf_counter)
-    committed_at: float | None = None
+    speculative_epoch: int = -1  # the speech epoch the speculative decode heard
     deltas_sent: int = 0
 
-    @property
-    def committed(self) -> bool:
-        return self.audio is not None
 
-    def speculation_covers_turn(self) -> bool:
-        """Whether the speculative decode heard every bit of this turn's speech (and nothing came after)."""
-        spec = self.speculative
-        return (
-            spec is not None
-            and self.speculative_epoch == self.speech_epoch
-            and self.start + spec.samples >= self.speech_end
-        )
+@dataclass(frozen=True)
+class CommittedAudio:
+    """A committed turn's audio (from its start to where it was committed) and place in the conversation."""
 
-    def freeze(self, end: int, audio: Samples, previous_item_id: str | None) -> None:
-        self.end, self.audio, self.previous_item_id = end, audio, previous_item_id
-        self.committed_at = time.perf_counter()
+    audio: Samples
+    previous_item_id: str | None
+    gate: bool  # the final checks for any speech first (manual commits, idle timeouts)
+    at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(eq=False)
+class Turn:
+    """Open while audio arrives; committed (``committed`` set) once it ends. Compared by identity."""
+
+    item_id: str
+    start: int
+    decoding: TurnDecoding
+    speech: TurnSpeech = field(default_factory=TurnSpeech)
+    committed: CommittedAudio | None = None
+    opened_at: float = field(default_factory=time.perf_counter)

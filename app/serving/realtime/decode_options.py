@@ -1,0 +1,83 @@
+"""How each decode of a realtime turn is set up (options, token budget), and what a session may ask of its model."""
+
+from __future__ import annotations
+
+import math
+
+from app.serving.capabilities import Asked, Params, check_supported
+from app.serving.realtime.config import SessionConfig, TranscriptionConfig
+from app.settings import RealtimeConfig
+from engines.types import FALLBACK_TEMPERATURES, BatchPriority, DecodeOptions, Transcriber
+
+# Token budgets per decode: speech needs about 5 tokens a second; a decode looping on cut-off audio
+# would otherwise run to Whisper's limit (and take seconds).
+LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA = 8, 16
+FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA = 12, 32
+MAX_TOKENS_PER_WINDOW = 180
+WHISPER_MAX_TOKENS = 448  # prompt and output together, per window
+PROMPT_PART_MAX_TOKENS = 223  # faster-whisper keeps at most this much of the prompt and of the hotwords
+
+
+def decode_options(
+    config: SessionConfig,
+    limits: RealtimeConfig,
+    engine: Transcriber,
+    *,
+    seconds: float,
+    final: bool,
+    beam_size: int,
+    detected_language: str | None,
+) -> DecodeOptions:
+    """A final (or speculative) decode: beam search, fallback temperatures; a live one: greedy, one temperature."""
+    per_second, extra = (FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA) if final else (
+        LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA)  # fmt: skip
+    transcription = config.transcription
+    language = transcription.language or detected_language
+    return DecodeOptions(
+        task="transcribe",
+        language=language,
+        prompt=transcription.prompt,
+        temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
+        logprobs=final and config.include_logprobs,
+        beam_size=beam_size if final else 1,
+        keywords=transcription.keywords,
+        languages=() if language else transcription.languages,
+        encoder_padding_seconds=limits.encoder_padding_seconds if final else limits.live_encoder_padding_seconds,
+        max_new_tokens=token_budget(engine, transcription, math.ceil(per_second * seconds) + extra),
+        priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
+    )
+
+
+def token_budget(engine: Transcriber, transcription: TranscriptionConfig, wanted: int) -> int | None:
+    """``wanted`` new tokens, or fewer so that the prompt still fits Whisper's window (None: no room to cap)."""
+    prompt = engine.count_tokens(transcription.prompt) if transcription.prompt else 0
+    hotwords = engine.count_tokens(", ".join(transcription.keywords)) if transcription.keywords else 0
+    room = WHISPER_MAX_TOKENS - 8 - min(prompt, PROMPT_PART_MAX_TOKENS) - min(hotwords, PROMPT_PART_MAX_TOKENS)
+    budget = min(wanted, MAX_TOKENS_PER_WINDOW, room)
+    return budget if budget >= 16 else None
+
+
+# Session options are named by their path in the session config.
+SESSION_PARAMS = Params(
+    task="session.audio.input.transcription.model",
+    language="session.audio.input.transcription.language",
+    languages="session.audio.input.transcription.languages",
+    prompt="session.audio.input.transcription.prompt",
+    keywords="session.audio.input.transcription.keywords",
+    logprobs="session.include",
+    live="session.audio.input.transcription.model",
+)
+
+
+def check_config(config: SessionConfig, engine: Transcriber, model: str) -> None:
+    """Refuse (``InvalidInput``) what the session asks that the model cannot do."""
+    transcription = config.transcription
+    wanted = Asked(
+        language=transcription.language,
+        languages=transcription.languages,
+        prompt=transcription.prompt,
+        keywords=transcription.keywords,
+        logprobs=config.include_logprobs,
+        live=True,
+    )
+    check_supported(wanted, engine.capabilities, model, SESSION_PARAMS)
