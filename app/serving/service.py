@@ -47,6 +47,8 @@ from engines.vad import VadParams
 DIARIZED_FORMATS = frozenset(
     {ResponseFormat.DIARIZED_JSON, ResponseFormat.JSON, ResponseFormat.TEXT, ResponseFormat.SRT, ResponseFormat.VTT}
 )
+# Formats whose answer times each segment (a model without segment times cannot fill them).
+TIMED_FORMATS = frozenset({ResponseFormat.SRT, ResponseFormat.VTT, ResponseFormat.VERBOSE_JSON})
 REFERENCE_SECONDS = (2.0, 10.0)
 
 
@@ -109,6 +111,8 @@ def asked(request: AudioRequest, *, speakers: bool = False) -> Asked:
         word_timestamps=request.word_timestamps,
         logprobs=request.logprobs,
         speakers=speakers,
+        timed=request.response_format in TIMED_FORMATS,
+        stream=request.stream,
     )
 
 
@@ -220,7 +224,7 @@ class TranscriptionService:
                 options = self.decode_options(request, engine, route.model_id, speakers=True)
                 diarization = DiarizationOptions(request.num_speakers, request.min_speakers, request.max_speakers)
                 threshold = settings.diarization.match_threshold
-                if engine.capabilities.word_timestamps:  # words laid on the diarizer's turns
+                if engine.capabilities.diarization == "words":  # words laid on the diarizer's turns
                     run = DiarizedRun(
                         LongFormRun(engine, replace(options, word_timestamps=True), [samples], config, cancel),
                         diarizer,
@@ -229,7 +233,7 @@ class TranscriptionService:
                         references,
                         threshold=threshold,
                     )
-                else:  # no word times: each speaker's stretch transcribed on its own
+                else:  # "turns": each speaker's stretch transcribed on its own
                     run = TurnwiseRun(
                         engine, options, diarizer, samples, diarization, references, threshold, cancel=cancel
                     )

@@ -140,12 +140,9 @@ class RealtimeConnection:
                 await anyio.to_thread.run_sync(self.hooks.quotas.admit, self.grant.principal.name)
             self._ticket = self.registry.admit(self.grant.principal.name, route.model_id)
         except RateLimited as exc:
-            error = error_event(str(exc), type=exc.limit_type, code="rate_limit_exceeded", param=None, event_id=None)
-            return Closing(CLOSE_POLICY, error), None
-        except SessionLimitReached as exc:
-            error = error_event(str(exc), type="server_overloaded", code="session_limit_reached", param=None,
-                                event_id=None)  # fmt: skip
-            return Closing(CLOSE_TRY_AGAIN, error), None
+            return Closing(CLOSE_POLICY, exception_error(exc, None)), None
+        except SessionLimitReached as exc:  # the SDK's reconnect logic retries 1013
+            return Closing(CLOSE_TRY_AGAIN, exception_error(exc, None)), None
         self.record.opened()
         session = RealtimeSession(self.service, self.settings.realtime, config, self._emit, self.scorer)
         self.renderer.usage_kind = route.usage

@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 
 from app.api.errors import to_api_error
+from app.api.openai_usage import tokens_body
 from app.api.realtime.client_events import EventError
 from app.api.realtime.session_config import beta_session_body, session_body
 from app.api.render import logprobs_body
@@ -66,14 +67,7 @@ def _item(item_id: str, transcript: str | None) -> dict[str, Any]:
 def usage_body(usage: TurnUsage, kind: UsageKind) -> dict[str, Any]:
     if kind == "duration":
         return {"type": "duration", "seconds": round(usage.seconds, 3)}
-    input_tokens = usage.prompt_tokens + usage.audio_tokens
-    return {
-        "type": "tokens",
-        "input_tokens": input_tokens,
-        "input_token_details": {"text_tokens": usage.prompt_tokens, "audio_tokens": usage.audio_tokens},
-        "output_tokens": usage.output_tokens,
-        "total_tokens": input_tokens + usage.output_tokens,
-    }
+    return tokens_body(usage.prompt_tokens, usage.audio_tokens, usage.output_tokens)
 
 
 class EventRenderer:
