@@ -63,6 +63,9 @@ class MoonshineEngine:
         self.capabilities = capabilities
         self._layers, self._heads, self._head_size = layers, heads, head_size
         self._outputs = [output.name for output in decoder.get_outputs()]
+        # After the first step the cross-attention cache is fed back unchanged: not asking for it
+        # again saves copying it out on every token.
+        self._step_outputs = [name for name in self._outputs if ".encoder." not in name]
 
     @property
     def device(self) -> str:
@@ -132,12 +135,12 @@ class MoonshineEngine:
                 "use_cache_branch": np.array([step > 0]),
                 **cache,
             }
-            outputs = self.decoder.run(None, feed)
+            names = self._outputs if step == 0 else self._step_outputs
+            outputs = self.decoder.run(names, feed)
             scores = _log_softmax(outputs[0][0, -1].astype(np.float64))
             token = _choose(scores, temperature, rng)
-            for name, value in zip(self._outputs[1:], outputs[1:], strict=True):
-                if step == 0 or ".decoder." in name:  # the cross-attention cache is computed once
-                    cache[name.replace("present", "past_key_values", 1)] = value
+            for name, value in zip(names[1:], outputs[1:], strict=True):
+                cache[name.replace("present", "past_key_values", 1)] = value
             if token == EOS:
                 break
             tokens.append(token)
