@@ -107,6 +107,39 @@ def _samples(server: RunningServer, name: str, **labels: str) -> float:
     return total
 
 
+def _reference(clip: Path) -> str | None:
+    """What is said in one of the eight clips, where it is known."""
+    if clip.name.startswith("sentence"):
+        return SENTENCES[int(clip.stem.removeprefix("sentence"))]
+    directory = shared_audio_dir()
+    if clip.name == "pyannote_sample.wav":  # the copy inside pyannote.audio is the shared recording
+        transcript = None if directory is None else directory / "diar_pyannote_sample.txt"
+        return transcript.read_text().strip() if transcript is not None and transcript.is_file() else None
+    return clip.with_suffix(".txt").read_text().strip()
+
+
+# Whisper base hears this generated voice (en+f3, "Twelve students…") as Welsh: its text counts in the
+# figure over all clips only.
+MISHEARD = {"sentence2.wav"}
+
+
+def _assert_transcripts(clips: list[Path], texts: list[str]) -> None:
+    """Each clip's text is what is said in it (a WER bound), and so is all the text together."""
+    references, hypotheses = [], []
+    for clip, text in zip(clips, texts, strict=True):
+        expected = _reference(clip)
+        if expected is None:
+            assert text.strip(), clip.name
+            continue
+        references.append(expected)
+        hypotheses.append(text)
+        if clip.name not in MISHEARD:
+            # a real conversation, or a short generated sentence where one word is a tenth of it
+            bound = 0.3 if clip.name == "pyannote_sample.wav" else 0.35 if clip.name.startswith("sentence") else 0.2
+            assert wer(expected, text) <= bound, (clip.name, text)
+    assert wer(" ".join(references), " ".join(hypotheses)) <= 0.2, list(zip(references, hypotheses, strict=True))
+
+
 def _client(server: RunningServer, timeout: float = 600) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=timeout)
 
@@ -129,7 +162,7 @@ def test_concurrent_clients_get_the_text_they_get_alone(batched_server: RunningS
         concurrent = list(pool.map(together, eight_clips))
     for path, a, b in zip(eight_clips, alone, concurrent, strict=True):
         assert a == b, (path.name, a, b)
-    assert all(text.strip() for text in alone)
+    _assert_transcripts(eight_clips, alone)
     batches = _samples(batched_server, "stt_batch_size_count", op="generate") - batches_before
     items = _samples(batched_server, "stt_batch_size_sum", op="generate") - items_before
     assert items > batches, "no decoder call was batched across requests"
@@ -197,7 +230,7 @@ async def test_live_sessions_and_a_file_request_share_the_batches(
         return await asyncio.to_thread(_transcribe, batched_server, eight_clips[0])
 
     results = await asyncio.gather(file_request(), *(live(path) for path in spoken))
-    assert results[0].strip()
+    _assert_transcripts(eight_clips[:1], results[:1])
     for text, got in zip(expected, results[1:], strict=True):
         assert wer(text, got) <= 0.25, (text, got)
     assert _samples(batched_server, "stt_batch_size_count") > calls_before

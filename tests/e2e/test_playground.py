@@ -92,6 +92,17 @@ def live_wav(media: Path) -> tuple[Path, float]:
     return target, LIVE_LEAD_SECONDS + _seconds(speech)
 
 
+def prefix_wer(spoken: str, heard: str) -> float:
+    """WER of ``heard`` against the start of ``spoken`` that fits it best (audio cut off at some point)."""
+    words = spoken.split()
+    return min(wer(" ".join(words[:n]), heard) for n in range(1, len(words) + 1))
+
+
+def srt_text(srt: str) -> str:
+    """The cues' text of an SRT file, without numbers and times."""
+    return " ".join(line for line in srt.splitlines() if line.strip() and not line.isdigit() and "-->" not in line)
+
+
 def _seconds(wav: Path) -> float:
     with wave.open(str(wav), "rb") as reader:
         return reader.getnframes() / reader.getframerate()
@@ -316,14 +327,15 @@ def test_upload_of_a_real_recording(browser: Chrome, web_server: RunningServer, 
 def test_srt_download_is_the_servers_srt(
     browser: Chrome, web_server: RunningServer, media: Path, downloads: Path
 ) -> None:
-    audio = espeak(media / "fox.wav", "The quick brown fox jumps over the lazy dog. Please call me back before noon.")
+    said = "The quick brown fox jumps over the lazy dog. Please call me back before noon."
+    audio = espeak(media / "fox.wav", said)
     open_page(browser, web_server, "playground")
     use_key(browser, web_server.api_key)
     transcribe(browser, audio)
     browser.find_element(By.CSS_SELECTOR, '[data-download="srt"]').click()
     srt = downloaded(downloads, "fox.srt")
     assert re.match(r"1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\S", srt), srt
-    assert "fox" in srt.lower()
+    assert wer(said, srt_text(srt)) <= 0.25, srt
     server_srt = httpx.post(
         f"{web_server.v1}/audio/transcriptions",
         headers={"Authorization": f"Bearer {web_server.api_key}"},
@@ -337,7 +349,8 @@ def test_srt_download_is_the_servers_srt(
 
 
 def test_streaming_with_vad_chunking_shows_the_text(browser: Chrome, web_server: RunningServer, media: Path) -> None:
-    audio = espeak(media / "stream.wav", "Seven green apples fell from the tall tree.")
+    said = "Seven green apples fell from the tall tree."
+    audio = espeak(media / "stream.wav", said)
     open_page(browser, web_server, "playground")
     use_key(browser, web_server.api_key)
     browser.find_element(By.ID, "stream").click()
@@ -351,7 +364,8 @@ def test_streaming_with_vad_chunking_shows_the_text(browser: Chrome, web_server:
         data={"model": "whisper-1", "response_format": "text", "chunking_strategy": "auto"},
         timeout=120,
     )
-    assert text == plain.text.strip() and "apples" in text, text
+    assert text == plain.text.strip(), (text, plain.text)
+    assert wer(said, text) <= 0.4, text  # 8 words: base hears "green apples" as "preapples" (2 errors)
     assert '"transcript.text.done"' in (browser.find_element(By.ID, "raw").get_attribute("textContent") or "")
 
 
@@ -367,9 +381,8 @@ def test_record_from_the_microphone(browser: Chrome, web_server: RunningServer) 
     select(browser, "model", "whisper-1")
     browser.find_element(By.ID, "transcribe").click()
     wait(browser, lambda d: d.find_element(By.ID, "result").get_attribute("data-state") == "done", 120, "transcript")
-    text = " ".join(s["text"] for s in segments(browser)).lower()
-    spoken = set(LIVE_TEXT.split()[:8])
-    assert len(spoken & set(re.findall(r"[a-z']+", text))) >= 3, text
+    text = " ".join(s["text"] for s in segments(browser))
+    assert prefix_wer(LIVE_TEXT, text) <= 0.3, text  # 4.5 s of it, from its start
     assert page_errors(browser) == []
 
 
@@ -405,6 +418,8 @@ def test_diarized_view_with_two_speakers(browser: Chrome, web_server: RunningSer
         for s in found
     }
     assert len(set(colours.values())) == len(colours), colours
+    said = " ".join(line for _, line in DIALOGUE)
+    assert wer(said, " ".join(s["text"] for s in found)) <= 0.2, found
     morgan = " ".join(s["text"] for s in found if s["speaker"] == "Morgan").lower()
     assert "budget" in morgan or "travel" in morgan, found
 
@@ -455,7 +470,7 @@ def test_live_captions_from_the_microphone(
         f"first caption {in_page:.1f} s after the mic opened; the speech ends at {speech_ends:.1f} s"
     )
     assert caption_seconds < speech_ends + 1, caption_seconds
-    assert first.strip()
+    assert prefix_wer(LIVE_TEXT, first) <= 0.5, first  # a first guess at the start of the sentence
 
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#turns li"), 90, "a completed turn")
     caption(browser)

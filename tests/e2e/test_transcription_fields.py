@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.audio import espeak, recording
+from tests.audio import espeak, recording, reference, wer
 
 RARE_NAME = "Please forward the quarterly report to Siobhan Kowalczyk before Friday."
 
@@ -22,17 +22,19 @@ def test_keywords_fix_a_rare_name(client: openai.OpenAI, rare_name_wav: Path) ->
     assert answer.languages is None  # reported only when languages[] is sent
     plain = answer.text
     assert "siobhan" not in plain.lower() and "kowalczyk" not in plain.lower(), plain
+    assert wer(RARE_NAME, plain) <= 0.3, plain  # right but for the name
     guided = client.audio.transcriptions.create(
         model="gpt-transcribe", file=rare_name_wav, language="en", keywords=["Siobhan", "Kowalczyk"]
     ).text
     assert "siobhan" in guided.lower() and "kowalczyk" in guided.lower(), guided
-    assert "quarterly report" in guided.lower()
+    assert wer(RARE_NAME, guided) <= 0.1, guided
 
 
 def test_languages_restrict_detection_and_are_reported(client: openai.OpenAI) -> None:
     french = recording("fr_picovoice_leopard.wav")
     allowed = client.audio.transcriptions.create(model="gpt-transcribe", file=french, languages=["fr", "en"])
     assert allowed.languages is not None and [lang.code for lang in allowed.languages] == ["fr"]
+    assert wer(reference("fr_picovoice_leopard.wav"), allowed.text) <= 0.2, allowed.text
     # French heard as German or Spanish: one sampling temperature, so no fallback rounds on the bad fit.
     restricted = client.audio.transcriptions.create(
         model="gpt-transcribe", file=french, languages=["de", "es"], temperature=0.3
@@ -46,6 +48,7 @@ def test_languages_on_the_stream_done_event(client: openai.OpenAI) -> None:
     stream = client.audio.transcriptions.create(model="gpt-transcribe", file=french, languages=["fr"], stream=True)
     done = [event for event in stream if event.type == "transcript.text.done"]
     assert done and done[0].languages is not None and done[0].languages[0].code == "fr"
+    assert wer(reference("fr_picovoice_leopard.wav"), done[0].text) <= 0.2, done[0].text
 
 
 def test_bad_languages_and_keywords_are_400s(client: openai.OpenAI, rare_name_wav: Path) -> None:
