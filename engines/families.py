@@ -2,9 +2,10 @@
 and the family loads it and declares what it can do.
 
 Adding a family: a package ``engines/<kind>/`` whose ``family.py`` defines ``FAMILY`` (its
-capabilities and a loader that returns a ``Transcriber``, engines/types.py), one line in
-``FAMILIES``, and a model entry with ``engine: <kind>`` in the config. The service and the realtime
-sessions know only the protocol and the capabilities.
+capabilities, and where its loader is: the loader returns a ``Transcriber``, engines/types.py),
+one line in ``FAMILIES``, the kind in ``ModelConfig.engine`` (app/settings.py), and a model entry
+with ``engine: <kind>`` in the config. The service and the realtime sessions know only the
+protocol and the capabilities.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ class EngineFamily:
     kind: str
     description: str
     capabilities: Capabilities  # before loading; a loaded model may narrow them, never widen them
-    load: Callable[[ModelSpec, LoadContext], Transcriber]
+    loader: str  # "module:function" taking (ModelSpec, LoadContext); imported only when a model loads
+
+    def load(self, spec: ModelSpec, context: LoadContext) -> Transcriber:
+        module, _, name = self.loader.partition(":")
+        function: Callable[[ModelSpec, LoadContext], Transcriber] = getattr(importlib.import_module(module), name)
+        return function(spec, context)
 
 
 def family(kind: str) -> EngineFamily:

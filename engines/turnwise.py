@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engines.audio import SAMPLE_RATE, Samples
 from engines.diarization.speakers import name_speakers
@@ -59,31 +59,20 @@ def stretches(turns: list[SpeakerTurn], rules: PieceRules, max_seconds: float = 
     return out
 
 
+@dataclass
 class TurnwiseRun:
     """Iterate ``segments()`` for speaker segments; ``info`` is final once they are exhausted."""
 
-    def __init__(
-        self,
-        engine: Transcriber,
-        options: DecodeOptions,
-        diarizer: Diarizer,
-        audio: Samples,
-        diarization: DiarizationOptions,
-        references: Mapping[str, Embedding] | None = None,
-        threshold: float | None = None,
-        cancel: threading.Event | None = None,
-        rules: PieceRules | None = None,
-    ) -> None:
-        self.engine = engine
-        self.options = options
-        self.diarizer = diarizer
-        self.audio = audio
-        self.diarization = diarization
-        self.references = dict(references or {})
-        self.threshold = threshold
-        self.cancel = cancel
-        self.rules = rules or PieceRules()
-        self._language: tuple[str, float] | None = None
+    engine: Transcriber
+    options: DecodeOptions
+    diarizer: Diarizer
+    audio: Samples
+    diarization: DiarizationOptions
+    references: Mapping[str, Embedding] = field(default_factory=dict)
+    threshold: float | None = None
+    cancel: threading.Event | None = None
+    rules: PieceRules = field(default_factory=PieceRules)
+    _language: tuple[str, float] | None = field(default=None, init=False)
 
     @property
     def info(self) -> TranscriptInfo:

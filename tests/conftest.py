@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from tests.audio import SYNTH_SENTENCE, espeak
-from tests.server import RunningServer, run_server
+from tests.server import RunningServer, run_server, sdk_client
 
 
 @pytest.fixture(scope="session")
@@ -20,8 +20,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="session")
 def client(server: RunningServer) -> openai.OpenAI:
-    # No retries: a test must see the first answer, and a 5xx must not be hidden by a retry.
-    return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
+    return sdk_client(server)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import yaml
 
 from app.api.auth import hash_key, new_secret
@@ -82,6 +83,11 @@ def server_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def sdk_client(server: RunningServer) -> openai.OpenAI:
+    # No retries: a test must see the first answer, and a 5xx must not be hidden by a retry.
+    return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
 
 
 def default_test_config() -> dict[str, object]:

@@ -4,7 +4,8 @@ alike: an option the model cannot honour is a 400 that names the option and the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from app.serving.errors import InvalidInput
 from engines.capabilities import Capabilities
@@ -25,6 +26,12 @@ class Asked:
     timed: bool = False  # a response format that times segments (srt, vtt, verbose_json)
     stream: bool = False
     live: bool = False
+
+    @classmethod
+    def of(cls, source: object, **extra: Any) -> Asked:
+        """The options that ``source`` (a request, or a session's transcription config) names alike, and ``extra``."""
+        shared = {option.name: getattr(source, option.name) for option in fields(cls) if hasattr(source, option.name)}
+        return cls(**(shared | extra))
 
 
 @dataclass(frozen=True)

@@ -102,18 +102,7 @@ def check_combinations(request: AudioRequest, *, speakers: bool) -> None:
 
 
 def asked(request: AudioRequest, *, speakers: bool = False) -> Asked:
-    return Asked(
-        task=request.task,
-        language=request.language,
-        languages=request.languages,
-        prompt=request.prompt,
-        keywords=request.keywords,
-        word_timestamps=request.word_timestamps,
-        logprobs=request.logprobs,
-        speakers=speakers,
-        timed=request.response_format in TIMED_FORMATS,
-        stream=request.stream,
-    )
+    return Asked.of(request, speakers=speakers, timed=request.response_format in TIMED_FORMATS)
 
 
 class TranscriptionService:

@@ -41,28 +41,25 @@ class _Decoded:
     temperature: float
 
 
+@dataclass(frozen=True)
+class CacheShape:
+    """The decoder's key/value cache: layers, attention heads and head size."""
+
+    layers: int
+    heads: int
+    head_size: int
+
+
 class MoonshineEngine:
     """One loaded Moonshine model; safe to share between requests and threads (ONNX Runtime sessions are)."""
 
     def __init__(
-        self,
-        encoder: Any,
-        decoder: Any,
-        tokenizer: MoonshineTokenizer,
-        *,
-        name: str,
-        capabilities: Capabilities,
-        layers: int,
-        heads: int,
-        head_size: int,
-    ) -> None:
-        self.encoder = encoder
-        self.decoder = decoder
-        self.tokenizer = tokenizer
-        self.name = name
-        self.capabilities = capabilities
-        self._layers, self._heads, self._head_size = layers, heads, head_size
-        self._outputs = [output.name for output in decoder.get_outputs()]
+        self, sessions: tuple[Any, Any], tokenizer: MoonshineTokenizer, cache: CacheShape, *, name: str,
+        capabilities: Capabilities
+    ) -> None:  # fmt: skip
+        self.encoder, self.decoder = sessions  # ONNX Runtime sessions
+        self.tokenizer, self.cache, self.name, self.capabilities = tokenizer, cache, name, capabilities
+        self._outputs = [output.name for output in self.decoder.get_outputs()]
         # After the first step the cross-attention cache is fed back unchanged: not asking for it
         # again saves copying it out on every token.
         self._step_outputs = [name for name in self._outputs if ".encoder." not in name]
@@ -81,14 +78,8 @@ class MoonshineEngine:
         self, audio: Samples, options: DecodeOptions, cancel: threading.Event | None = None
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         duration = audio.size / SAMPLE_RATE
-        info = TranscriptInfo(
-            task="transcribe",
-            language="en",
-            language_probability=1.0,
-            duration=duration,
-            prompt_tokens=0,
-            audio_tokens=self.audio_tokens(duration),
-        )
+        # English only, no prompt: the language is certain and no prompt tokens count.
+        info = TranscriptInfo("transcribe", "en", 1.0, duration, 0, self.audio_tokens(duration))
         return info, self._segments(audio, options, cancel)
 
     def _segments(
@@ -149,10 +140,10 @@ class MoonshineEngine:
         return _Decoded(tokens, logprobs, temperature)
 
     def _empty_cache(self) -> dict[str, npt.NDArray[np.float32]]:
-        empty = np.zeros((1, self._heads, 0, self._head_size), dtype=np.float32)
+        empty = np.zeros((1, self.cache.heads, 0, self.cache.head_size), dtype=np.float32)
         return {
             f"past_key_values.{layer}.{part}.{kind}": empty
-            for layer in range(self._layers)
+            for layer in range(self.cache.layers)
             for part in ("decoder", "encoder")
             for kind in ("key", "value")
         }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engines.cores import available_cores, thread_budget
 from engines.errors import ModelLoadError
-from engines.moonshine.engine import MoonshineEngine
+from engines.moonshine.engine import CacheShape, MoonshineEngine
 from engines.moonshine.family import CAPABILITIES
 from engines.moonshine.tokenizer import MoonshineTokenizer
 from engines.moonshine.weights import check_model_dir, embedded_model_dir
@@ -40,23 +40,16 @@ def load_moonshine(spec: ModelSpec, context: LoadContext) -> MoonshineEngine:
         )
     except Exception as exc:  # ONNX Runtime raises its own types for a broken file
         raise ModelLoadError(f"Could not load Moonshine model {spec.name!r} from {spec.source!r}: {exc}") from exc
-    layers, heads, head_size = _cache_shape(decoder)
     log.info("loaded model %s (moonshine) from %s on cpu, %d thread(s)", spec.name, spec.source, threads)
+    tokenizer = MoonshineTokenizer.load(directory / "tokenizer.bin")
     return MoonshineEngine(
-        encoder,
-        decoder,
-        MoonshineTokenizer.load(directory / "tokenizer.bin"),
-        name=spec.name,
-        capabilities=CAPABILITIES,
-        layers=layers,
-        heads=heads,
-        head_size=head_size,
+        (encoder, decoder), tokenizer, _cache_shape(decoder), name=spec.name, capabilities=CAPABILITIES
     )
 
 
-def _cache_shape(decoder: object) -> tuple[int, int, int]:
-    """Decoder layers, attention heads and head size, read from the decoder's cache inputs."""
+def _cache_shape(decoder: object) -> CacheShape:
+    """Read from the decoder's cache inputs (``past_key_values.<layer>.…``, shaped batch × heads × length × size)."""
     inputs = decoder.get_inputs()  # type: ignore[attr-defined]
     layers = {int(m.group(1)) for i in inputs if (m := re.match(r"past_key_values\.(\d+)\.", i.name))}
     sample = next(i for i in inputs if i.name.startswith("past_key_values."))
-    return len(layers), int(sample.shape[1]), int(sample.shape[3])
+    return CacheShape(len(layers), int(sample.shape[1]), int(sample.shape[3]))

@@ -20,7 +20,7 @@ from tests.diarization_audio import DIALOGUE, conversation, two_voice_call
 from tests.e2e.test_channels_api import by_speaker, stereo_wav
 from tests.e2e.test_diarization_api import _word_attribution, wav_bytes
 from tests.e2e.test_realtime import completed, events_until, pcm24, session, stream
-from tests.server import RunningServer, run_server
+from tests.server import RunningServer, run_server, sdk_client
 
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
@@ -42,12 +42,7 @@ def ms_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
 
 @pytest.fixture(scope="module")
 def ms(ms_server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=ms_server.v1, api_key=ms_server.api_key, max_retries=0, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def sentence(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return espeak(tmp_path_factory.mktemp("ms") / "s.wav", SYNTH_SENTENCE)
+    return sdk_client(ms_server)
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +52,23 @@ def long_speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repeat_audio(espeak(folder / "one.wav", LONG_TEXT), folder / "long.wav", 2, gap_seconds=0.8)
 
 
-def test_listed_and_loaded_as_moonshine(ms: openai.OpenAI, ms_server: RunningServer, sentence: Path) -> None:
+def test_listed_and_loaded_as_moonshine(ms: openai.OpenAI, ms_server: RunningServer, synth_wav: Path) -> None:
     assert MODEL in [model.id for model in ms.models.list()]
-    ms.audio.transcriptions.create(model=MODEL, file=sentence)
+    ms.audio.transcriptions.create(model=MODEL, file=synth_wav)
     assert f"loaded model {MODEL} (moonshine)" in ms_server.log()
 
 
-def test_every_text_format(ms: openai.OpenAI, sentence: Path) -> None:
-    plain = ms.audio.transcriptions.create(model=MODEL, file=sentence)
+def test_every_text_format(ms: openai.OpenAI, synth_wav: Path) -> None:
+    plain = ms.audio.transcriptions.create(model=MODEL, file=synth_wav)
     assert wer(SYNTH_SENTENCE, plain.text) <= 0.2, plain.text
     assert plain.usage is not None and plain.usage.type == "duration"
-    text = ms.audio.transcriptions.create(model=MODEL, file=sentence, response_format="text")
+    text = ms.audio.transcriptions.create(model=MODEL, file=synth_wav, response_format="text")
     assert wer(SYNTH_SENTENCE, text) <= 0.2
-    srt = ms.audio.transcriptions.create(model=MODEL, file=sentence, response_format="srt")
+    srt = ms.audio.transcriptions.create(model=MODEL, file=synth_wav, response_format="srt")
     assert srt.startswith("1\n00:00:0") and " --> " in srt and wer(SYNTH_SENTENCE, srt.split("\n", 2)[2]) <= 0.2
-    vtt = ms.audio.transcriptions.create(model=MODEL, file=sentence, response_format="vtt")
+    vtt = ms.audio.transcriptions.create(model=MODEL, file=synth_wav, response_format="vtt")
     assert vtt.startswith("WEBVTT") and " --> " in vtt
-    verbose = ms.audio.transcriptions.create(model=MODEL, file=sentence, response_format="verbose_json")
+    verbose = ms.audio.transcriptions.create(model=MODEL, file=synth_wav, response_format="verbose_json")
     assert verbose.language == "english" and verbose.duration == pytest.approx(6.0, abs=2.5)
     segments = verbose.segments or []
     assert segments and all(0 <= s.start < s.end <= verbose.duration + 0.01 for s in segments)
@@ -88,8 +83,8 @@ def test_long_audio_is_decoded_in_windows_with_times(ms: openai.OpenAI, long_spe
     assert wer(f"{LONG_TEXT} {LONG_TEXT}", verbose.text) <= 0.2, verbose.text
 
 
-def test_logprobs(ms: openai.OpenAI, sentence: Path) -> None:
-    result = ms.audio.transcriptions.create(model="moonshine-base", file=sentence, include=["logprobs"])
+def test_logprobs(ms: openai.OpenAI, synth_wav: Path) -> None:
+    result = ms.audio.transcriptions.create(model="moonshine-base", file=synth_wav, include=["logprobs"])
     logprobs = result.logprobs or []
     assert len(logprobs) >= 10 and all(lp.logprob is not None and lp.logprob <= 0 for lp in logprobs)
     assert "".join(lp.token or "" for lp in logprobs).strip() == result.text.strip()
@@ -142,13 +137,13 @@ def test_one_speaker_per_channel(ms: openai.OpenAI, tmp_path: Path) -> None:
     ],
 )
 def test_what_moonshine_cannot_do_is_a_400_naming_option_and_model(
-    ms_server: RunningServer, sentence: Path, extra: dict[str, str], param: str
+    ms_server: RunningServer, synth_wav: Path, extra: dict[str, str], param: str
 ) -> None:
     response = httpx.post(
         f"{ms_server.v1}/audio/transcriptions",
         headers={"Authorization": f"Bearer {ms_server.api_key}"},
         data={"model": MODEL, **extra},
-        files={"file": ("s.wav", sentence.read_bytes(), "audio/wav")},
+        files={"file": ("s.wav", synth_wav.read_bytes(), "audio/wav")},
         timeout=120,
     )
     assert response.status_code == 400, response.text
@@ -156,9 +151,9 @@ def test_what_moonshine_cannot_do_is_a_400_naming_option_and_model(
     assert error["param"] == param and MODEL in error["message"] and error["type"] == "invalid_request_error"
 
 
-def test_translation_is_a_400(ms: openai.OpenAI, sentence: Path) -> None:
+def test_translation_is_a_400(ms: openai.OpenAI, synth_wav: Path) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        ms.audio.translations.create(model=MODEL, file=sentence)
+        ms.audio.translations.create(model=MODEL, file=synth_wav)
     body: Any = caught.value.body
     assert body["param"] == "model" and "cannot translate" in body["message"]
 
@@ -169,7 +164,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_a_realtime_session(ms_server: RunningServer, sentence: Path) -> None:
+async def test_a_realtime_session(ms_server: RunningServer, synth_wav: Path) -> None:
     client = openai.AsyncOpenAI(base_url=ms_server.v1, api_key=ms_server.api_key, max_retries=0)
     async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         await conn.session.update(session=session(transcription={"model": MODEL, "prompt": "Zorblax"}))
@@ -178,7 +173,7 @@ async def test_a_realtime_session(ms_server: RunningServer, sentence: Path) -> N
         await conn.session.update(session=session(transcription={"model": MODEL, "language": "en"}))
         updated = await events_until(conn, lambda ev: any(e.type == "session.updated" for e in ev), timeout=60)
         assert updated
-        sender = asyncio.create_task(stream(conn, pcm24(sentence) * 2, chunk_ms=50, speed=2.0))
+        sender = asyncio.create_task(stream(conn, pcm24(synth_wav) * 2, chunk_ms=50, speed=2.0))
         events = await events_until(conn, lambda ev: len(completed(ev)) >= 2)
         await sender
     turns = completed(events)

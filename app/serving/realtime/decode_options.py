@@ -71,13 +71,5 @@ SESSION_PARAMS = Params(
 
 def check_config(config: SessionConfig, engine: Transcriber, model: str) -> None:
     """Refuse (``InvalidInput``) what the session asks that the model cannot do."""
-    transcription = config.transcription
-    wanted = Asked(
-        language=transcription.language,
-        languages=transcription.languages,
-        prompt=transcription.prompt,
-        keywords=transcription.keywords,
-        logprobs=config.include_logprobs,
-        live=True,
-    )
+    wanted = Asked.of(config.transcription, logprobs=config.include_logprobs, live=True)
     check_supported(wanted, engine.capabilities, model, SESSION_PARAMS)
