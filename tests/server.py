@@ -105,6 +105,12 @@ def default_test_config() -> dict[str, object]:
     }
 
 
+def served(workdir: Path, config: Mapping[str, object] | None = None) -> Iterator[RunningServer]:
+    """A fixture's body: the server up for the fixture's scope."""
+    with run_server(workdir, config) as running:
+        yield running
+
+
 @contextmanager
 def run_server(
     workdir: Path,

@@ -20,7 +20,7 @@ from tests.diarization_audio import DIALOGUE, conversation, two_voice_call
 from tests.e2e.test_channels_api import by_speaker, stereo_wav
 from tests.e2e.test_diarization_api import _word_attribution, wav_bytes
 from tests.e2e.test_realtime import completed, events_until, pcm24, session, stream
-from tests.server import RunningServer, run_server, sdk_client
+from tests.server import RunningServer, sdk_client, served
 
 if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed", allow_module_level=True)
@@ -36,8 +36,7 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def ms_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with run_server(tmp_path_factory.mktemp("moonshine"), CONFIG) as running:
-        yield running
+    yield from served(tmp_path_factory.mktemp("moonshine"), CONFIG)
 
 
 @pytest.fixture(scope="module")
