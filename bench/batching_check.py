@@ -12,7 +12,6 @@ line per clip, the batch sizes seen, and the WER of each batched transcript agai
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 import threading
 from collections import Counter
@@ -25,6 +24,7 @@ import jiwer
 from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, load_settings
 from bench.common import BenchError, audio_dir, bench_main
+from bench.speech import espeak
 from engines.audio import Samples, decode_audio
 from engines.spec import LoadContext
 from engines.types import DecodeOptions
@@ -99,10 +99,8 @@ def decode_together(engine: WhisperEngine, clips: Sequence[Samples], options: De
 def synthetic_clips(count: int, workdir: Path) -> list[tuple[str, Samples]]:
     clips = []
     for i in range(count):
-        path = workdir / f"synthetic{i}.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", VOICES[i % len(VOICES)], "-s", "160", "-w", str(path), SYNTHETIC[i % len(SYNTHETIC)]],
-            check=True,
+        path = espeak(
+            workdir / f"synthetic{i}.wav", SYNTHETIC[i % len(SYNTHETIC)], voice=VOICES[i % len(VOICES)], speed=160
         )
         clips.append((path.name, decode_audio(path.read_bytes())))
     return clips

@@ -1,8 +1,9 @@
-"""Helpers for the benchmarks: input audio, long test files, timing statistics, memory, the server process,
-tables, and what the machine was doing."""
+"""Helpers for the benchmarks: input audio, long test files, timing statistics, memory, the server's config and
+process, the results file, and what the machine was doing."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,22 +17,28 @@ import wave
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
 from app.api.presenters import API_PRESENTERS
+from app.serving.errors import ModelNotFound
 from app.serving.factory import build_service
 from app.serving.service import TranscriptionService
-from app.settings import PROJECT_ROOT, Settings
+from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, ModelConfig, Settings, load_settings
 from bench.entry import BenchError as BenchError  # re-exported: the benchmarks import it from here
 from bench.entry import bench_main as bench_main
+from bench.server import free_port, server_process
+from bench.tables import render_table as render_table  # re-exported: older benchmarks import it from here
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.types import Transcriber
 from engines.whisper.engine import WhisperEngine
-from tests.server import free_port, server_process
+from engines.whisper.loading import resolve_device
 
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 SHORT_FILE = "en_osr_harvard72_8k.wav"
 LONG_FILE = "long_5min.wav"
 LONG_TARGET_SECONDS = 300.0
@@ -44,9 +51,14 @@ BUSY_LOAD = 0.5
 _LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
 
 
+def shared_audio_dir() -> Path:
+    """Where the shared recordings are: $STT_TEST_AUDIO_DIR, or <repo>/../shared/audio (the folder may be missing)."""
+    return Path(os.environ.get("STT_TEST_AUDIO_DIR") or PROJECT_ROOT.parent / "shared" / "audio")
+
+
 def audio_dir() -> Path:
-    """The shared recordings folder: $STT_TEST_AUDIO_DIR, or <repo>/../shared/audio."""
-    path = Path(os.environ.get("STT_TEST_AUDIO_DIR") or PROJECT_ROOT.parent / "shared" / "audio")
+    """The shared recordings folder, with the short benchmark file in it."""
+    path = shared_audio_dir()
     if not (path / SHORT_FILE).is_file():
         raise BenchError(
             f"benchmark audio not found: {path / SHORT_FILE} does not exist. "
@@ -55,16 +67,20 @@ def audio_dir() -> Path:
     return path
 
 
+def audio_files(directory: Path) -> list[Path]:
+    """The audio files in ``directory``, sorted by name."""
+    return [p for p in sorted(directory.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+
+
+def foreign_language(path: Path) -> str | None:
+    """The language of a recording named ``xx_…`` with a language code other than ``en``; None for the others."""
+    match = _LANGUAGE_PREFIX.match(path.name)
+    return match.group(1) if match is not None and match.group(1) != "en" else None
+
+
 def long_file_sources(directory: Path) -> list[Path]:
     """English recordings in ``directory`` (sorted, the short benchmark file first)."""
-    found = []
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in AUDIO_SUFFIXES:
-            continue
-        match = _LANGUAGE_PREFIX.match(path.name)
-        if match is not None and match.group(1) != "en":
-            continue
-        found.append(path)
+    found = [path for path in audio_files(directory) if foreign_language(path) is None]
     found.sort(key=lambda p: p.name != SHORT_FILE)
     return found
 
@@ -194,11 +210,15 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _stat_ticks(stat: str) -> int:
+    """User + system CPU time in clock ticks, from the text of a /proc/<pid>/stat file."""
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime and stime are fields 14 and 15
+    return int(fields[11]) + int(fields[12])
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time used so far by another process (all its threads), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime and stime are fields 14 and 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _stat_ticks(Path(f"/proc/{pid}/stat").read_text()) / os.sysconf("SC_CLK_TCK")
 
 
 def own_peak_rss_mib() -> float:
@@ -222,6 +242,15 @@ def process_peak_rss_mib(pid: int) -> float:
 def process_rss_mib(pid: int) -> float:
     """Current resident memory (VmRSS) of another process."""
     return _proc_status_mib(pid, "VmRSS")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset a process's VmHWM to its current RSS (``echo 5 > /proc/<pid>/clear_refs``); False if refused."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def load_average() -> list[float]:
@@ -249,6 +278,51 @@ def busy_warning(load_before: Sequence[float]) -> str | None:
     )
 
 
+def _cpu_ticks() -> dict[int, tuple[int, str]]:
+    """Every process's CPU ticks so far and its name."""
+    ticks = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ticks[int(entry.name)] = (_stat_ticks(stat), stat[stat.index("(") + 1 : stat.rindex(")")])
+    return ticks
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()[:160]
+
+
+def busy_processes(seconds: float = 2.0, top: int = 6) -> list[dict[str, object]]:
+    """The other processes using the CPU right now: % of one core over ``seconds``, busiest first."""
+    before = _cpu_ticks()
+    time.sleep(seconds)
+    after = _cpu_ticks()
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = []
+    for pid, (ticks, name) in after.items():
+        if pid == os.getpid() or pid not in before:
+            continue
+        percent = 100 * (ticks - before[pid][0]) / hz / seconds
+        if percent >= 5:
+            busy.append({"pid": pid, "name": name, "cpu_percent": round(percent, 1), "cmdline": _cmdline(pid)})
+    busy.sort(key=lambda p: float(str(p["cpu_percent"])), reverse=True)
+    return busy[:top]
+
+
+def describe_busy(busy: Sequence[dict[str, object]]) -> str:
+    if not busy:
+        return "none above 5 % of a core"
+    return "; ".join(f"{p['cpu_percent']}% {str(p['cmdline'] or p['name'])[:70]}" for p in busy)
+
+
 def git_commit() -> str | None:
     """The short commit of the checkout, or None outside git."""
     try:
@@ -260,18 +334,42 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain-text table: the first column left-aligned, the others right-aligned."""
-    lines = [tuple(headers), *(tuple(row) for row in rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
+def write_results(out: Path | None, prefix: str, started: datetime, report: Mapping[str, object], **dumps: Any) -> Path:
+    """Write the JSON results file: ``out``, or bench/results/<prefix><UTC timestamp>.json."""
+    path = out or RESULTS_DIR / f"{prefix}{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, **dumps) + "\n")
+    return path
 
-    def render(cells: tuple[str, ...]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-        return " | ".join((first, *rest))
 
-    rule = "-+-".join("-" * width for width in widths)
-    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+def finish(out: Path, load_before: Sequence[float]) -> int:
+    """The last lines of a benchmark: the warning when the machine was busy, and where the results went; exit 0."""
+    warning = busy_warning(load_before)
+    if warning is not None:
+        print(warning)
+    print(f"\nresults written to {out}")
+    return 0
+
+
+def add_file_options(parser: argparse.ArgumentParser, prefix: str, beside: str = "") -> None:
+    """``--out``, the JSON results file (see ``write_results``), and ``--config``, the server config (see
+    ``config_path``)."""
+    default = f"bench/results/{prefix}<timestamp>.json{beside}"
+    parser.add_argument("--out", type=Path, help=f"JSON results file (default: {default})")
+    parser.add_argument("--config", type=Path, help="server YAML config (default: $STT_CONFIG or configs/default.yaml)")
+
+
+def config_path(config: Path | None) -> Path:
+    """``--config``, or $STT_CONFIG, or configs/default.yaml."""
+    return Path(config or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG).resolve()
+
+
+def load_config(config: Path) -> Settings:
+    """The server's settings from ``config`` (a missing file stops the benchmark with a message)."""
+    try:
+        return load_settings(config)
+    except FileNotFoundError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def server_service(settings: Settings) -> TranscriptionService:
@@ -280,6 +378,51 @@ def server_service(settings: Settings) -> TranscriptionService:
     Model names resolve and request options are built exactly as in the server, whatever the service needs.
     """
     return build_service(settings, API_PRESENTERS)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a benchmark asks the server for, resolved from ``--config`` and ``--model`` as the server does."""
+
+    config: Path
+    settings: Settings
+    service: TranscriptionService
+    requested: str  # the name sent to the API: an alias or a local model id
+    model_id: str
+    device: str
+    compute_type: str
+
+    @property
+    def model(self) -> ModelConfig:
+        return self.settings.models[self.model_id]
+
+    def title(self) -> str:
+        """``model <requested> -> <id> (<source>, <device>/<compute type>``, the start of the header line."""
+        return f"model {self.requested} -> {self.model_id} ({self.model.source}, {self.device}/{self.compute_type}"
+
+    def report(self, **model: object) -> dict[str, object]:
+        """The JSON file's config and model fields; ``model`` adds to what the model entry says."""
+        return {
+            "config": str(self.config),
+            "model_requested": self.requested,
+            "model_id": self.model_id,
+            "model": {"source": self.model.source, "device": self.device, "compute_type": self.compute_type, **model},
+        }
+
+
+def served_model(config: Path | None, requested: str) -> ServedModel:
+    """``config`` (default: $STT_CONFIG or configs/default.yaml) loaded and ``requested`` resolved by the server's
+    own service (no model loaded)."""
+    path = config_path(config)
+    settings = load_config(path)
+    service = server_service(settings)
+    try:
+        model_id = service.resolve(requested).model_id
+    except ModelNotFound as exc:
+        raise BenchError(f"--model {requested!r}: {exc}") from exc
+    model = settings.models[model_id]
+    device, compute_type = resolve_device(model.device, model.compute_type)
+    return ServedModel(path, settings, service, requested, model_id, device, compute_type)
 
 
 def whisper_engine(engine: Transcriber) -> WhisperEngine:

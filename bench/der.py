@@ -1,9 +1,11 @@
-"""Scoring speaker turns against a reference: DER and its parts (pyannote.metrics), speech coverage, speaker counts."""
+"""Scoring speaker turns against a reference (read from RTTM): DER and its parts (pyannote.metrics), speech coverage,
+speaker counts."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,16 @@ def der_parts(truth: Turns, turns: Turns, seconds: float) -> dict[str, float]:
     }
 
 
+def rttm_truth(path: Path) -> Truth:
+    """(start, end, speaker) turns of an RTTM file."""
+    truth = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "SPEAKER":
+            truth.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
+    return truth
+
+
 def speakers_in(turns: Turns) -> int:
     return len({turn[2] for turn in turns})
 
@@ -65,4 +77,4 @@ def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-__all__ = ["COLLAR", "Truth", "annotation", "coverage", "der_parts", "pct", "speakers_in"]
+__all__ = ["COLLAR", "Truth", "annotation", "coverage", "der_parts", "pct", "rttm_truth", "speakers_in"]

@@ -4,7 +4,6 @@ each engine on every multi-speaker recording, and per-channel WER on stereo call
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -24,11 +23,13 @@ from bench.common import (
     git_commit,
     load_average,
     machine_info,
-    render_table,
+    shared_audio_dir,
+    write_results,
     write_wav,
 )
 from bench.crossval import CrossValidation
-from bench.der import COLLAR, der_parts, pct, speakers_in
+from bench.der import COLLAR, der_parts, pct, rttm_truth, speakers_in
+from bench.dialogues import DIALOGUE, MEETING, conversation, pyannote_sample
 from bench.diarization_heldout import (
     OWN,
     OWN_GRID,
@@ -52,13 +53,13 @@ from bench.diarization_served import (
     whisper_runs,
 )
 from bench.entry import json_worker
+from bench.tables import render_table
 from bench.vad_heldout import evaluate as vad_evaluate
 from bench.vad_heldout import summary as vad_summary
 from bench.vad_heldout import vad_table
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.cores import available_cores
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 ENGINES = ("embedded", "resemblyzer")
 Turns = list[tuple[float, float, str]]
 
@@ -76,24 +77,20 @@ class Case:
 
 
 def shared_dir() -> Path:
-    from tests.audio import shared_audio_dir
-
     directory = shared_audio_dir()
-    if directory is None:
+    if not directory.is_dir():
         raise BenchError("the shared recordings folder is missing (set STT_TEST_AUDIO_DIR)")
     return directory
 
 
 def build_cases(workdir: Path, synthetic: bool) -> list[Case]:
     """Every diar_*.wav with an .rttm in the shared folder, pyannote.audio's sample.wav, and (optionally) espeak."""
-    from tests.diarization_audio import DIALOGUE, MEETING, conversation, pyannote_sample, rttm_truth
-
     cases = []
     for wav in sorted(shared_dir().glob("diar_*.wav")):
         if wav.with_suffix(".rttm").is_file():
             seconds = decode_audio(wav.read_bytes()).size / SAMPLE_RATE
             cases.append(Case(wav.stem, wav, rttm_truth(wav.with_suffix(".rttm")), seconds))
-    audio, truth = pyannote_sample()  # the copy inside the pyannote.audio package
+    audio, truth = pyannote_sample(lambda: shared_dir() / "diar_pyannote_sample.wav")  # the package's copy
     path = workdir / "pyannote_package_sample.wav"
     write_wav(path, audio)
     cases.append(Case(path.stem, path, truth, audio.size / SAMPLE_RATE))
@@ -315,9 +312,7 @@ def run(args: argparse.Namespace) -> int:
                 f"`auto` chunk context held out (words and coverage lost without chunking): {cv_line(context)}",
             ]
     report["machine"] = machine_info(available_cores(), loads)
-    out: Path = args.out or RESULTS_DIR / f"diarization-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    out = write_results(args.out, "diarization-", started, report, default=str)
     print("\n" + "\n\n".join(printed))
     print("\nload average (1, 5, 15 min): " + "; ".join(f"{k} {v}" for k, v in loads.items()))
     warning = busy_warning(loads["before"])

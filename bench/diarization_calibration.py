@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import scipy.signal
 
-from bench.common import render_table
+from bench.der import rttm_truth
+from bench.tables import render_table
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 
 THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7)
@@ -71,8 +72,6 @@ def own_speech(audio: Samples, truth: list[tuple[float, float, str]], speaker: s
 
 
 def voices(shared: Path) -> dict[str, tuple[Samples, Samples]]:
-    from tests.diarization_audio import rttm_truth
-
     out: dict[str, tuple[Samples, Samples]] = {}
     for wav in sorted(shared.glob("diar_*.wav")):
         audio = decode_audio(wav.read_bytes())

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.common import render_table
+from bench.dialogues import two_voice_call
+from bench.speech import wer
+from bench.tables import render_table
 from engines.audio import SAMPLE_RATE, AudioFile
 from engines.channels import ChannelRun, check_channels, split_blocks
 from engines.diarized import SpeakerSegment
@@ -26,8 +28,6 @@ BLOCK_SECONDS = 60.0
 
 def stereo_cases(shared: Path, workdir: Path) -> list[tuple[str, bytes, list[str]]]:
     """Every shared stereo recording with per-channel references (.ch0.txt, .ch1.txt), and a generated call."""
-    from tests.diarization_audio import two_voice_call
-
     cases = []
     for wav in sorted(shared.glob("*.wav")):
         refs = [wav.with_suffix(f".ch{i}.txt") for i in range(2)]
@@ -74,7 +74,6 @@ def transcribe_channels(engine: Transcriber, data: bytes) -> tuple[list[str], bo
 
 def channel_wer(shared: Path, workdir: Path) -> list[dict[str, Any]]:
     from app.settings import PROJECT_ROOT
-    from tests.audio import wer
 
     print("channels: loading Whisper base …", flush=True)
     engine = load_whisper(

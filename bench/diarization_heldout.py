@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from bench.crossval import Candidate, CrossValidation, from_matrix, grid
-from bench.der import Truth, der_parts, pct, speakers_in
+from bench.der import Truth, der_parts, pct, rttm_truth, speakers_in
+from bench.tables import render_table
 from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.diarization.clustering import Clusterer
 from engines.diarization.types import Diarization, DiarizationOptions
@@ -108,8 +109,6 @@ class MethodResult:
 
 def real_recordings(shared: Path) -> list[Recording]:
     """Every ``diar_*.wav`` of the shared folder that has a reference ``.rttm``."""
-    from tests.diarization_audio import rttm_truth
-
     return [
         Recording(wav.stem, decode_audio(wav.read_bytes()), rttm_truth(wav.with_suffix(".rttm")))
         for wav in sorted(shared.glob("diar_*.wav"))
@@ -203,8 +202,6 @@ def summary(results: Mapping[str, MethodResult], recordings: Sequence[Recording]
 
 
 def method_table(results: Mapping[str, MethodResult]) -> str:
-    from bench.common import render_table
-
     headers = ("method", "held-out DER", "in-sample DER", "gap", "count off by >1", "mean |count error|", "spread")
     rows = []
     for name, result in results.items():
@@ -225,8 +222,6 @@ def method_table(results: Mapping[str, MethodResult]) -> str:
 
 
 def recording_table(result: MethodResult, recordings: Sequence[Recording]) -> str:
-    from bench.common import render_table
-
     headers = (
         "recording",
         "speakers (≥2 s)",

@@ -25,6 +25,7 @@ import numpy as np
 from bench.crossval import CrossValidation, from_matrix, grid
 from bench.der import coverage, der_parts, pct, speakers_in
 from bench.diarization_heldout import Recording
+from bench.tables import render_table
 from engines.diarization.types import Diarization, DiarizationOptions, SpeakerTurn
 from engines.speaker_pieces import PieceAssembler, PieceRules
 from engines.types import Segment
@@ -198,8 +199,6 @@ def rules_cv(
 
 
 def served_table(recordings: Sequence[Recording], scores: Mapping[str, Mapping[str, Any]]) -> str:
-    from bench.common import render_table
-
     headers = (
         "recording",
         "diarizer DER excl.",

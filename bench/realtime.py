@@ -44,9 +44,11 @@ from bench.common import (
     load_average,
     machine_info,
     process_cpu_seconds,
-    render_table,
     run_server,
 )
+from bench.speech import wer
+from bench.stats import percentile
+from bench.tables import render_table
 from engines.audio import decode_audio
 from engines.cores import available_cores
 
@@ -131,10 +133,6 @@ async def one_session(
                     break
         await sender
     return result
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
 
 
 @dataclass
@@ -232,11 +230,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def wer_of(reference_path: Path, text: str) -> float | None:
     if not reference_path.is_file():
         return None
-    import jiwer
-
-    from tests.audio import normalize
-
-    return float(jiwer.wer(normalize(reference_path.read_text()), normalize(text) or "<empty>"))
+    return wer(reference_path.read_text(), text)
 
 
 def run(args: argparse.Namespace) -> int:

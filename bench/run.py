@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
 import sys
 import tempfile
 import time
@@ -17,19 +15,19 @@ from pathlib import Path
 
 from openai import OpenAI
 
-from app.api.errors import APIError
 from app.serving.protocol import AudioRequest
-from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
+from app.settings import Settings
 from bench.common import (
     LONG_FILE,
     SHORT_FILE,
     BenchError,
     BenchFile,
     Timings,
+    add_file_options,
     audio_dir,
     bench_main,
     build_long_file,
-    busy_warning,
+    finish,
     git_commit,
     load_average,
     machine_info,
@@ -37,19 +35,18 @@ from bench.common import (
     own_peak_rss_mib,
     process_cpu_seconds,
     process_peak_rss_mib,
-    render_table,
     run_server,
+    served_model,
     server_service,
     wav_seconds,
     whisper_engine,
+    write_results,
 )
+from bench.tables import render_table
 from engines.audio import decode_audio
 from engines.cores import available_cores
 from engines.types import DecodeOptions
 from engines.whisper.engine import WhisperEngine
-from engines.whisper.loading import resolve_device
-
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
 @dataclass(frozen=True)
@@ -220,8 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--model", default="whisper-1", help="model name sent to the API (alias or local id)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per file and path, after one warm-up")
-    parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/<timestamp>.json)")
-    parser.add_argument("--config", type=Path, help="server YAML config (default: $STT_CONFIG or configs/default.yaml)")
+    add_file_options(parser, "")
     return parser
 
 
@@ -229,18 +225,8 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise BenchError("--runs must be at least 1")
     source_dir = audio_dir()
-    config = Path(args.config or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG).resolve()
-    try:
-        settings = load_settings(config)
-    except FileNotFoundError as exc:
-        raise BenchError(str(exc)) from exc
-    requested: str = args.model
-    try:
-        model_id = server_service(settings).resolve(requested).model_id
-    except APIError as exc:
-        raise BenchError(f"--model {requested!r}: {exc.message}") from exc
-    model_cfg = settings.models[model_id]
-    device, compute_type = resolve_device(model_cfg.device, model_cfg.compute_type)
+    served = served_model(args.config, args.model)
+    settings, requested, model_id, model_cfg = served.settings, served.requested, served.model_id, served.model
     threads = model_cfg.cpu_threads or available_cores()
     started = datetime.now(UTC)
     load_before = load_average()
@@ -256,23 +242,13 @@ def run(args: argparse.Namespace) -> int:
         # One after the other, never both at once: the in-process model is freed before the server starts.
         local = bench_in_process(settings, requested, files, args.runs)
         load_between = load_average()
-        http = bench_http(config, requested, model_id, files, args.runs, workdir)
+        http = bench_http(served.config, requested, model_id, files, args.runs, workdir)
 
     results = [FileResult(item, a, b) for item, a, b in zip(files, local, http, strict=True)]
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "config": str(config),
-        "model_requested": requested,
-        "model_id": model_id,
-        "model": {
-            "source": model_cfg.source,
-            "device": device,
-            "compute_type": compute_type,
-            "cpu_threads": threads,
-            "beam_size": model_cfg.beam_size,
-            "max_concurrency": model_cfg.max_concurrency,
-        },
+        **served.report(cpu_threads=threads, beam_size=model_cfg.beam_size, max_concurrency=model_cfg.max_concurrency),
         "runs": args.runs,
         "machine": machine_info(
             available_cores(), {"before": load_before, "between": load_between, "after": load_average()}
@@ -280,25 +256,15 @@ def run(args: argparse.Namespace) -> int:
         "audio_dir": str(source_dir),
         "results": [result.as_dict() for result in results],
     }
-    out: Path = args.out or RESULTS_DIR / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_results(args.out, "", started, report)
 
     print()
-    print(
-        f"model {requested} -> {model_id} ({model_cfg.source}, {device}/{compute_type}, "
-        f"{threads} threads, beam {model_cfg.beam_size}), "
-        f"{args.runs} timed runs after 1 warm-up"
-    )
+    print(f"{served.title()}, {threads} threads, beam {model_cfg.beam_size}), {args.runs} timed runs after 1 warm-up")
     print(format_table(results))
     for result in results:
         if result.local.text != result.http.text:
             print(f"note: {result.item.name}: the in-process and HTTP transcripts differ")
-    warning = busy_warning(load_before)
-    if warning is not None:
-        print(warning)
-    print(f"\nresults written to {out}")
-    return 0
+    return finish(out, load_before)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import threading
@@ -26,36 +24,36 @@ from typing import Literal
 import yaml
 from openai import OpenAI, omit
 
-from app.api.errors import APIError
 from app.serving.protocol import ChunkingStrategy
-from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, Settings, load_settings
 from bench.common import (
     LONG_FILE,
     SHORT_FILE,
     BenchError,
     BenchFile,
+    add_file_options,
     audio_dir,
     bench_main,
     build_long_file,
-    busy_warning,
     encode_mp3,
+    finish,
     git_commit,
     load_average,
+    load_config,
     machine_info,
     own_cpu_seconds,
     process_cpu_seconds,
     process_peak_rss_mib,
     process_rss_mib,
-    render_table,
     run_server,
-    server_service,
+    served_model,
+    write_results,
 )
+from bench.stats import median
+from bench.tables import render_table
 from engines.audio import SAMPLE_RATE, AudioFile, decode_audio
 from engines.cores import available_cores
 from engines.vad import VadParams, group_regions, normalize_loudness, speech_regions
-from engines.whisper.loading import resolve_device
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 DEFAULT_RUNS = 2
 # The memory runs use the smallest model so that an hour of audio takes minutes on a CPU.
 RSS_MODEL = "tiny.en"
@@ -89,12 +87,6 @@ def audio_duration(data: bytes) -> float:
         return audio.duration if audio.duration is not None else audio.samples().size / SAMPLE_RATE
     finally:
         audio.close()
-
-
-def median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def series(values: Sequence[float]) -> dict[str, object]:
@@ -691,18 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-long-rss", action="store_true", help="leave out the 60-minute memory run (the 10-minute one stays)"
     )
-    parser.add_argument(
-        "--out", type=Path, help="JSON results file (default: bench/results/streaming-<timestamp>.json)"
-    )
-    parser.add_argument("--config", type=Path, help="server YAML config (default: $STT_CONFIG or configs/default.yaml)")
+    add_file_options(parser, "streaming-")
     return parser
-
-
-def _load(config: Path) -> Settings:
-    try:
-        return load_settings(config)
-    except FileNotFoundError as exc:
-        raise BenchError(str(exc)) from exc
 
 
 def _print_tables(
@@ -739,19 +721,11 @@ def run(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise BenchError("--runs must be at least 1")
     source_dir = audio_dir()
-    config = Path(args.config or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG).resolve()
-    settings = _load(config)
-    requested: str = args.model
-    service = server_service(settings)
-    try:
-        model_id = service.resolve(requested).model_id
-    except APIError as exc:
-        raise BenchError(f"--model {requested!r}: {exc.message}") from exc
-    vad_params = service.vad_params(ChunkingStrategy(type="auto"))
+    served = served_model(args.config, args.model)
+    settings, requested, model_id, model_cfg = served.settings, served.requested, served.model_id, served.model
+    vad_params = served.service.vad_params(ChunkingStrategy(type="auto"))
     if vad_params is None:
         raise BenchError("the server returned no VAD settings for chunking_strategy=auto")
-    model_cfg = settings.models[model_id]
-    device, compute_type = resolve_device(model_cfg.device, model_cfg.compute_type)
     threads = model_cfg.cpu_threads or available_cores()
     rss_inputs = RSS_INPUTS[:1] if args.skip_long_rss else RSS_INPUTS
     started = datetime.now(UTC)
@@ -766,11 +740,11 @@ def run(args: argparse.Namespace) -> int:
         load["after_vad"] = load_average()
 
         (workdir / "http").mkdir()
-        latency = bench_http(config, requested, model_id, short, long, args.runs, workdir / "http")
+        latency = bench_http(served.config, requested, model_id, short, long, args.runs, workdir / "http")
         load["after_http"] = load_average()
 
         rss_config = write_rss_config(workdir / "rss.yaml")
-        rss_settings = _load(rss_config)
+        rss_settings = load_config(rss_config)
         uploads = build_rss_uploads(source_dir, workdir, rss_inputs, rss_settings.max_upload_bytes)
         rss = []
         for spec, path in zip(rss_inputs, uploads, strict=True):
@@ -783,16 +757,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "config": str(config),
-        "model_requested": requested,
-        "model_id": model_id,
-        "model": {
-            "source": model_cfg.source,
-            "device": device,
-            "compute_type": compute_type,
-            "cpu_threads": threads,
-            "beam_size": model_cfg.beam_size,
-        },
+        **served.report(cpu_threads=threads, beam_size=model_cfg.beam_size),
         "block_seconds": settings.block_seconds,
         "runs": args.runs,
         "machine": machine_info(available_cores(), load),
@@ -807,22 +772,16 @@ def run(args: argparse.Namespace) -> int:
             "decoded_pcm_mib_per_audio_minute": round(PCM_MIB_PER_MINUTE, 3),
         },
     }
-    out: Path = args.out or RESULTS_DIR / f"streaming-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_results(args.out, "streaming-", started, report)
 
     header = (
-        f"model {requested} -> {model_id} ({model_cfg.source}, {device}/{compute_type}, {threads} threads, "
+        f"{served.title()}, {threads} threads, "
         f"beam {model_cfg.beam_size}), {args.runs} timed runs per variant after 1 warm-up; "
         f"load average {' / '.join(f'{x:.2f}' for x in load['before'])} before, "
         f"{' / '.join(f'{x:.2f}' for x in load_average())} after"
     )
     _print_tables(header, latency, vad, rss, slope)
-    warning = busy_warning(load["before"])
-    if warning is not None:
-        print(warning)
-    print(f"\nresults written to {out}")
-    return 0
+    return finish(out, load["before"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

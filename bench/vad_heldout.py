@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.crossval import CrossValidation, from_matrix, grid
 from bench.diarization_heldout import Recording
+from bench.tables import render_table
 from engines.audio import SAMPLE_RATE
 from engines.vad import VadParams, normalize_loudness, speech_regions
 
@@ -69,8 +70,6 @@ def summary(cv: CrossValidation) -> dict[str, Any]:
 
 
 def vad_table(cv: CrossValidation) -> str:
-    from bench.common import render_table
-
     rows = [
         (
             fold.held_out,

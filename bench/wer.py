@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 import tempfile
 import time
@@ -16,26 +14,28 @@ from pathlib import Path
 
 from app.serving.protocol import AudioRequest, ChunkingStrategy
 from app.serving.service import TranscriptionService
-from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
 from bench.common import (
-    AUDIO_SUFFIXES,
     BenchError,
+    add_file_options,
     audio_dir,
+    audio_files,
     bench_main,
-    busy_warning,
+    config_path,
+    finish,
+    foreign_language,
     git_commit,
     load_average,
-    render_table,
+    load_config,
     server_service,
+    write_results,
 )
+from bench.speech import LONG_TEXT, SYNTH_SENTENCE, espeak, repeat_audio, wer
+from bench.tables import render_table
 from engines.audio import AudioFile
 from engines.longform import LongFormConfig, LongFormRun
 from engines.types import Transcriber
-from tests.audio import LONG_TEXT, SYNTH_SENTENCE, espeak, repeat_audio, wer
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 MODES = ("default", "auto")
-_LANGUAGE_PREFIX = re.compile(r"^([a-z]{2})_")
 DECODE_BLOCK_SECONDS = 60.0  # as app.serving.service hands blocks to LongFormRun
 
 
@@ -60,11 +60,8 @@ def recordings(directory: Path) -> list[Item]:
     transcripts are still compared between runs (and with ``--compare``, between versions).
     """
     items = []
-    for path in sorted(directory.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in AUDIO_SUFFIXES:
-            continue
-        match = _LANGUAGE_PREFIX.match(path.name)
-        language = match.group(1) if match is not None and match.group(1) != "en" else None
+    for path in audio_files(directory):
+        language = foreign_language(path)
         plain = path.with_suffix(".txt")
         if plain.is_file():
             items.append(Item(path.name, path, plain.read_text().strip(), language))
@@ -121,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compare", type=Path, help="an earlier results JSON: say per file and mode if the text changed"
     )
-    parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/wer-<timestamp>.json)")
-    parser.add_argument("--config", type=Path, help="server YAML config (default: $STT_CONFIG or configs/default.yaml)")
+    add_file_options(parser, "wer-")
     return parser
 
 
@@ -132,10 +128,10 @@ def run(args: argparse.Namespace) -> int:
     modes = [m for m in args.modes.split(",") if m]
     if not modes or set(modes) - set(MODES):
         raise BenchError(f"--modes takes a comma-separated subset of {', '.join(MODES)}")
-    config_path = Path(args.config or os.environ.get("STT_CONFIG") or DEFAULT_CONFIG).resolve()
-    settings = load_settings(config_path)
+    config = config_path(args.config)
+    settings = load_config(config)
     if args.model not in settings.models:
-        raise BenchError(f"--model {args.model!r} is not a model of {config_path}")
+        raise BenchError(f"--model {args.model!r} is not a model of {config}")
     service = server_service(settings)
     configs = {
         "default": LongFormConfig(block_seconds=settings.block_seconds, vad=None),
@@ -204,11 +200,6 @@ def run(args: argparse.Namespace) -> int:
     for item in items:
         if item.note:
             print(f"note: {item.name}: {item.note}")
-    warning = busy_warning(load_before)
-    if warning is not None:
-        print(warning)
-    out: Path = args.out or RESULTS_DIR / f"wer-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "started_at": started.isoformat(timespec="seconds"),
         "git_commit": git_commit(),
@@ -218,9 +209,7 @@ def run(args: argparse.Namespace) -> int:
         "loadavg_after": load_average(),
         "results": results,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nresults written to {out}")
-    return 0
+    return finish(write_results(args.out, "wer-", started, report), load_before)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,66 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import itertools
-import subprocess
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from engines.audio import SAMPLE_RATE, decode_audio
+from bench import dialogues
+from bench.der import Truth as Truth
+from bench.der import rttm_truth
+from bench.dialogues import DIALOGUE as DIALOGUE  # the generated speech lives in bench (re-exported for the tests)
+from bench.dialogues import FEMALE as FEMALE
+from bench.dialogues import MALE as MALE
+from bench.dialogues import MEETING as MEETING
+from bench.dialogues import THIRD as THIRD
+from bench.dialogues import conversation as conversation
+from bench.dialogues import speak as speak
+from bench.dialogues import two_voice_call as two_voice_call
+from engines.audio import decode_audio
 from engines.diarization.types import Samples, SpeakerTurn
 from tests.audio import recording
 
-Truth = list[tuple[float, float, str]]
-
-MALE, FEMALE, THIRD = "en+m3", "en+f3", "en+kaukovalta"  # resemblyzer: 0.62–0.68 apart
-DIALOGUE = [
-    (MALE, "Good morning. I wanted to talk about the budget for the next quarter."),
-    (FEMALE, "Sure. I looked at the numbers yesterday and they seem reasonable to me."),
-    (MALE, "The travel costs went up quite a bit though."),
-    (FEMALE, "That is true, but we also had two more conferences this year."),
-    (MALE, "Fair enough. Can you send me the detailed report by Friday?"),
-    (FEMALE, "Yes, I will do that."),
-    (MALE, "Thank you. Let us meet again next week to decide."),
-    (FEMALE, "Sounds good. Have a nice day."),
-]
-MEETING = [
-    (MALE, "Hello everyone, thanks for joining the call this afternoon."),
-    (FEMALE, "Happy to be here. I have a few questions about the schedule."),
-    (THIRD, "I can answer those, I prepared the plan last week."),
-    (MALE, "Great, please go ahead and walk us through it."),
-    (THIRD, "The first phase starts in March and ends in June."),
-    (FEMALE, "And the second phase follows right after that?"),
-    (THIRD, "Exactly, with a short break in July."),
-]
 REFERENCE_TEXT = "Could you please repeat the last number? I did not quite catch it."
-
-
-def speak(directory: Path, voice: str, text: str) -> Samples:
-    """espeak-ng speech at 16 kHz with the leading and trailing silence cut off."""
-    path = directory / f"{hashlib.sha1(f'{voice}|{text}'.encode()).hexdigest()[:12]}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True)
-    samples = decode_audio(path.read_bytes())
-    loud = np.flatnonzero(np.abs(samples) > 0.01)
-    return samples[loud[0] : loud[-1] + 1]
-
-
-def conversation(directory: Path, lines: Sequence[tuple[str, str]], seed: int) -> tuple[Samples, Truth]:
-    """The lines one after another with 0.4–0.8 s pauses, and who speaks when."""
-    rng = np.random.default_rng(seed)
-    parts: list[Samples] = []
-    truth: Truth = []
-    position = 0
-    for voice, text in lines:
-        speech = speak(directory, voice, text)
-        pause = np.zeros(int(SAMPLE_RATE * rng.uniform(0.4, 0.8)), dtype=np.float32)
-        truth.append((position / SAMPLE_RATE, (position + speech.size) / SAMPLE_RATE, voice))
-        parts += [speech, pause]
-        position += speech.size + pause.size
-    return np.concatenate(parts), truth
 
 
 def attribution(turns: Sequence[SpeakerTurn], truth: Truth, *, map_labels: bool = True) -> float:
@@ -95,33 +56,8 @@ def attribution(turns: Sequence[SpeakerTurn], truth: Truth, *, map_labels: bool 
 
 
 def pyannote_sample() -> tuple[Samples, Truth]:
-    """The two-speaker sample that ships inside pyannote.audio (or the shared copy of it)."""
-    try:
-        # find_spec locates the package without importing it (importing pyannote.audio takes seconds).
-        spec = importlib.util.find_spec("pyannote.audio")
-    except ModuleNotFoundError:
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        folder = Path(next(iter(spec.submodule_search_locations))) / "sample"
-        wav, rttm = folder / "sample.wav", folder / "sample.rttm"
-    else:
-        wav = recording("diar_pyannote_sample.wav")
-        rttm = wav.with_suffix(".rttm")
-    truth = []
-    for line in rttm.read_text().splitlines():
-        fields = line.split()
-        truth.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
-    return decode_audio(wav.read_bytes()), truth
-
-
-def rttm_truth(path: Path) -> Truth:
-    """(start, end, speaker) turns of an RTTM file."""
-    truth = []
-    for line in path.read_text().splitlines():
-        fields = line.split()
-        if fields and fields[0] == "SPEAKER":
-            truth.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
-    return truth
+    """The two-speaker sample that ships inside pyannote.audio (or the shared copy of it; skips when neither)."""
+    return dialogues.pyannote_sample(lambda: recording("diar_pyannote_sample.wav"))
 
 
 def shared_recording(name: str) -> tuple[Samples, Truth]:
@@ -145,23 +81,3 @@ def der(turns: Sequence[SpeakerTurn] | Sequence[tuple[float, float, str]], truth
     hypothesis = [(t.start, t.end, t.speaker) if isinstance(t, SpeakerTurn) else t for t in turns]
     metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
     return float(metric(annotation(truth), annotation(hypothesis), uem=Timeline([Segment(0.0, seconds)])))
-
-
-CALL = (
-    (MALE, "Thank you for calling the support line, my name is Peter, how can I help you today?"),
-    (FEMALE, "Hello, my internet connection keeps dropping every evening since last Monday."),
-)
-
-
-def two_voice_call(directory: Path, *, overlap: float = 1.0) -> tuple[np.ndarray, list[str]]:
-    """A generated phone call: one espeak voice per channel, the second starting ``overlap`` s before the first ends.
-
-    Returns (2, samples) float32 and each channel's text.
-    """
-    first, second = (speak(directory, voice, text) for voice, text in CALL)
-    start = max(0, first.size - int(overlap * SAMPLE_RATE))
-    length = start + second.size + SAMPLE_RATE // 2
-    stereo = np.zeros((2, length), dtype=np.float32)
-    stereo[0, : first.size] = first
-    stereo[1, start : start + second.size] = second
-    return stereo, [text for _, text in CALL]

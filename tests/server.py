@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +16,8 @@ import yaml
 
 from app.api.auth import hash_key, new_secret
 from app.settings import PROJECT_ROOT
+from bench.server import free_port as free_port  # re-exported: the tests import it from here
+from bench.server import server_process
 
 # Shared by all test servers so the embedded base model is assembled once per checkout.
 MODEL_CACHE = PROJECT_ROOT / "var" / "models"
@@ -38,51 +37,6 @@ class RunningServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def server_process(
-    config: Path, port: int, log_path: Path, env: Mapping[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m app serve` on 127.0.0.1:``port`` with ``env`` added, its output in ``log_path``; stopped on exit.
-
-    The one way tests and benchmarks start the real server; each waits for what it needs itself.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "app",
-        "--config",
-        str(config),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def sdk_client(server: RunningServer) -> openai.OpenAI:

@@ -11,26 +11,14 @@ import pytest
 import yaml
 
 from app.settings import DEFAULT_CONFIG, ModelConfig, load_settings
-from bench.concurrency import (
-    BATCHED_MAX_CONCURRENCY,
-    Clip,
-    ClipResult,
-    Profile,
-    Row,
-    TimedModel,
-    batch_profile,
-    configured_layout,
-    corpus_wer,
-    decision_lines,
-    layouts,
-    level_lanes,
-    mixed_lanes,
-    parse_batch_metrics,
-    summarize,
-    table_row,
-    target_level,
-    write_server_config,
-)
+from bench.concurrency.clients import level_lanes, mixed_lanes
+from bench.concurrency.clips import Clip
+from bench.concurrency.decisions import decision_lines, target_level
+from bench.concurrency.figures import corpus_wer, summarize
+from bench.concurrency.layouts import BATCHED_MAX_CONCURRENCY, configured_layout, layouts, write_server_config
+from bench.concurrency.profile import TimedModel, batch_profile, parse_batch_metrics
+from bench.concurrency.rows import ClipResult, Profile, Row
+from bench.concurrency.table import table_row
 
 
 def _clip(index: int, seconds: float = 5.0, role: str = "clip") -> Clip:

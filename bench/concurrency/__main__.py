@@ -1,0 +1,7 @@
+"""``python -m bench.concurrency``."""
+
+import sys
+
+from bench.concurrency.cli import main
+
+sys.exit(main())
