@@ -35,16 +35,8 @@ import yaml
 
 from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
-from bench.common import (
-    BenchError,
-    audio_dir,
-    busy_warning,
-    git_commit,
-    load_average,
-    machine_info,
-    render_table,
-    run_server,
-)
+from bench import common
+from bench.common import BenchError, load_average, run_server
 from bench.realtime import pcm24, run_level, wer_of
 from engines.audio import AudioFile, decode_audio
 from engines.cores import available_cores
@@ -171,7 +163,7 @@ def file_table(rows: Sequence[FileRow]) -> str:
             f"{sum(r.cpu_per_audio_second * r.audio_seconds for r in mine) / audio:.3f}",
             f"{sum(r.wall_per_audio_second * r.audio_seconds for r in mine) / audio:.3f}",
         ])  # fmt: skip
-    return render_table(headers, cells)
+    return common.render_table(headers, cells)
 
 
 def live_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -184,17 +176,17 @@ def live_table(rows: Sequence[dict[str, Any]]) -> str:
          _fmt(row["cpu_s_per_audio_s"]), _fmt(row["live_wer"], "{:.1%}")]
         for row in rows
     ]  # fmt: skip
-    return render_table(headers, cells)
+    return common.render_table(headers, cells)
 
 
 def run(args: argparse.Namespace) -> int:
-    directory = audio_dir()
+    directory = common.audio_dir()
     needed = {name for _, name, _, _ in FILES} | set(LIVE_RECORDINGS)
     missing = sorted(name for name in needed if not (directory / name).is_file())
     if missing:
         raise BenchError(f"missing recordings in {directory}: {', '.join(missing)}")
     load_before = load_average()
-    warning = busy_warning(load_before)
+    warning = common.busy_warning(load_before)
     if warning:
         print(warning, file=sys.stderr)
     files = measure_files(args.models, directory)
@@ -205,9 +197,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or RESULTS_DIR / f"families-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "benchmark": "families", "commit": git_commit(),
+        "benchmark": "families", "commit": common.git_commit(),
         "files": [vars(r) for r in files], "realtime": live,
-        "machine": machine_info(available_cores(), {"before": load_before, "after": load_average()}),
+        "machine": common.machine_info(available_cores(), {"before": load_before, "after": load_average()}),
     }, indent=2))  # fmt: skip
     print(f"\nresults: {out}")
     return 0

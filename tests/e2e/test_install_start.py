@@ -27,6 +27,7 @@ import openai
 import pytest
 import yaml
 
+from bench.server import stop
 from tests.audio import SYNTH_SENTENCE, wer
 from tests.server import free_port
 
@@ -200,12 +201,7 @@ def test_installed_package_starts_as_non_root_and_writes_only_to_data_dir(
         for page in ("/playground", "/console", "/web/playground.js", "/web/pcm-worklet.js", "/web/style.css"):
             assert httpx.get(f"{base_url}{page}", timeout=5).status_code == 200, page
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
     assert (data_dir / "keys.json").is_file(), sorted(_tree(case))
     with closing(sqlite3.connect(data_dir / "usage.db")) as db:
