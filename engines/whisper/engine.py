@@ -23,6 +23,9 @@ from engines.whisper.token_bytes import token_bytes
 # One encoder position covers 20 ms of audio (1500 positions per 30 s window).
 ENCODER_POSITIONS_PER_SECOND = 50
 FRAMES_PER_SECOND = 100  # mel frames
+WINDOW_TOKENS = 448  # prompt and output together, per 30-s window
+PROMPT_PART_TOKENS = 223  # faster-whisper keeps at most this much of the prompt and of the hotwords
+MIN_TOKEN_LIMIT = 16  # a tighter limit than this is dropped rather than applied
 
 
 def audio_tokens(seconds: float) -> int:
@@ -94,7 +97,7 @@ class WhisperEngine:
             audio,
             language=language,
             hotwords=", ".join(options.keywords) or None,
-            max_new_tokens=options.max_new_tokens,
+            max_new_tokens=self._token_limit(options),
             task=options.task,
             beam_size=options.beam_size,
             temperature=list(options.temperatures),
@@ -115,6 +118,16 @@ class WhisperEngine:
             audio_tokens=audio_tokens(duration),
         )
         return info, self._segments(fw_segments, recorder, options)
+
+    def _token_limit(self, options: DecodeOptions) -> int | None:
+        """The caller's limit on new tokens, lowered so the prompt and keywords still fit the window."""
+        if options.max_new_tokens is None:
+            return None
+        prompt = self.count_tokens(options.prompt) if options.prompt else 0
+        hotwords = self.count_tokens(", ".join(options.keywords)) if options.keywords else 0
+        room = WINDOW_TOKENS - 8 - min(prompt, PROMPT_PART_TOKENS) - min(hotwords, PROMPT_PART_TOKENS)
+        limit = min(options.max_new_tokens, room)
+        return limit if limit >= MIN_TOKEN_LIMIT else None
 
     def _segments(
         self, fw_segments: Any, recorder: ModelCalls, options: DecodeOptions

@@ -94,3 +94,17 @@ def test_a_setting_the_family_cannot_honour_fails_at_start_up() -> None:
     batched = Settings(models={"m": {"engine": "moonshine", "source": "embedded:base-en", "batching": True}})
     with pytest.raises(ValueError, match=r"models\.m: the moonshine engine has no batching engine"):
         model_specs(batched)
+
+
+def test_whisper_lowers_a_token_limit_to_leave_room_for_prompt_and_keywords() -> None:
+    from engines.types import DecodeOptions
+    from engines.whisper.engine import WhisperEngine
+
+    engine = object.__new__(WhisperEngine)  # no model: only the limit's arithmetic
+    engine.count_tokens = lambda text: len(text.split())  # type: ignore[method-assign]
+    assert engine._token_limit(DecodeOptions()) is None
+    assert engine._token_limit(DecodeOptions(max_new_tokens=100)) == 100
+    assert engine._token_limit(DecodeOptions(max_new_tokens=500, prompt="a b c")) == 448 - 8 - 3
+    long = " ".join(["w"] * 300)  # faster-whisper keeps 223 tokens of each part
+    assert engine._token_limit(DecodeOptions(max_new_tokens=300, prompt=long, keywords=("k",))) == 448 - 8 - 223 - 1
+    assert engine._token_limit(DecodeOptions(max_new_tokens=100, prompt=long, keywords=(long,))) is None  # none left

@@ -5,23 +5,21 @@ from __future__ import annotations
 import math
 
 from app.serving.capabilities import Asked, Params, check_supported
-from app.serving.realtime.config import SessionConfig, TranscriptionConfig
+from app.serving.realtime.config import SessionConfig
 from app.settings import RealtimeConfig
 from engines.types import FALLBACK_TEMPERATURES, BatchPriority, DecodeOptions, Transcriber
 
 # Token budgets per decode: speech needs about 5 tokens a second; a decode looping on cut-off audio
-# would otherwise run to Whisper's limit (and take seconds).
+# would otherwise run to the model's own limit (and take seconds). The engine may lower the budget
+# further to fit its window (Whisper: prompt and output share 448 tokens).
 LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA = 8, 16
 FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA = 12, 32
 MAX_TOKENS_PER_WINDOW = 180
-WHISPER_MAX_TOKENS = 448  # prompt and output together, per window
-PROMPT_PART_MAX_TOKENS = 223  # faster-whisper keeps at most this much of the prompt and of the hotwords
 
 
 def decode_options(
     config: SessionConfig,
     limits: RealtimeConfig,
-    engine: Transcriber,
     *,
     seconds: float,
     final: bool,
@@ -43,18 +41,9 @@ def decode_options(
         keywords=transcription.keywords,
         languages=() if language else transcription.languages,
         encoder_padding_seconds=limits.encoder_padding_seconds if final else limits.live_encoder_padding_seconds,
-        max_new_tokens=token_budget(engine, transcription, math.ceil(per_second * seconds) + extra),
+        max_new_tokens=min(math.ceil(per_second * seconds) + extra, MAX_TOKENS_PER_WINDOW),
         priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
     )
-
-
-def token_budget(engine: Transcriber, transcription: TranscriptionConfig, wanted: int) -> int | None:
-    """``wanted`` new tokens, or fewer so that the prompt still fits Whisper's window (None: no room to cap)."""
-    prompt = engine.count_tokens(transcription.prompt) if transcription.prompt else 0
-    hotwords = engine.count_tokens(", ".join(transcription.keywords)) if transcription.keywords else 0
-    room = WHISPER_MAX_TOKENS - 8 - min(prompt, PROMPT_PART_MAX_TOKENS) - min(hotwords, PROMPT_PART_MAX_TOKENS)
-    budget = min(wanted, MAX_TOKENS_PER_WINDOW, room)
-    return budget if budget >= 16 else None
 
 
 # Session options are named by their path in the session config.

@@ -348,11 +348,10 @@ class TurnDecoder:
     # --- helpers -------------------------------------------------------------------------------------
 
     def _options(self, turn: Turn, seconds: float, *, final: bool) -> DecodeOptions:
-        assert self._engine is not None and self._model_id is not None
+        assert self._model_id is not None
         return decode_options(
             self._config,
             self._limits,
-            self._engine,
             seconds=seconds,
             final=final,
             beam_size=self._models.beam_size(self._model_id),
