@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 MIN_KEPT_TOKENS = 6
 MIN_PROGRESS_SECONDS = 1.0
 TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
+# faster-whisper's options that go to CTranslate2's generate unchanged, as its own decode passes them
+PASSED_THROUGH = ("length_penalty", "repetition_penalty", "no_repeat_ngram_size", "suppress_blank", "suppress_tokens")
 
 Record = Callable[[Any, list[int], list[int]], None]  # (encoder_output, prompt, sequence) of a rewritten result
 
@@ -164,18 +166,15 @@ class WindowDecoder:
         max_length = self.model.max_length
         if options.max_new_tokens is not None:
             max_length = min(max_length, len(prompt) + options.max_new_tokens)
+        passed = {name: getattr(options, name) for name in PASSED_THROUGH}
         result = self.model.model.generate(
             encoder_output,
             [prompt],
-            length_penalty=options.length_penalty,
-            repetition_penalty=options.repetition_penalty,
-            no_repeat_ngram_size=options.no_repeat_ngram_size,
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=options.suppress_blank,
-            suppress_tokens=options.suppress_tokens,
             max_initial_timestamp_index=round(options.max_initial_timestamp / self.model.time_precision),
+            **passed,
             **search,
         )[0]
         tokens = result.sequences_ids[0]
