@@ -70,6 +70,14 @@ class ModelConfig(BaseModel):
     idle_unload_seconds: float | None = Field(
         None, gt=0, description="Unload after this long unused (reloaded on next use); null: keep loaded."
     )
+    encoder_padding_seconds: float | None = Field(
+        None,
+        ge=5,
+        le=30,
+        description="File requests: encode each window as its audio plus this much of the padding instead of "
+        "Whisper's full 30-s window (short files, VAD chunks, a long file's last window); null: the full window. "
+        "Families without a fixed window ignore it.",
+    )
 
 
 class AliasConfig(BaseModel):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.serving.channels import DECODE_BLOCK_SECONDS  # the blocks the service hands to LongFormRun
 from app.serving.protocol import AudioRequest, ChunkingStrategy
 from app.serving.service import TranscriptionService
 from bench.common import (
@@ -36,7 +37,6 @@ from engines.longform import LongFormConfig, LongFormRun
 from engines.types import Transcriber
 
 MODES = ("default", "auto")
-DECODE_BLOCK_SECONDS = 60.0  # as app.serving.service hands blocks to LongFormRun
 
 
 @dataclass(frozen=True)

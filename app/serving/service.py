@@ -143,6 +143,7 @@ class TranscriptionService:
             beam_size=self.settings.models[model_id].beam_size,
             keywords=request.keywords,
             languages=request.languages,
+            encoder_padding_seconds=self.settings.models[model_id].encoder_padding_seconds,
         )
 
     def vad_params(self, chunking: ChunkingStrategy | None) -> VadParams | None:
