@@ -37,7 +37,8 @@ from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT, load_settings
 from bench import common
 from bench.common import BenchError, load_average, run_server
-from bench.realtime import pcm24, run_level, wer_of
+from bench.der import pct
+from bench.realtime import fmt, pcm24, run_level, wer_of
 from engines.audio import AudioFile, decode_audio
 from engines.cores import available_cores
 from engines.families import load_model
@@ -140,15 +141,11 @@ def measure_realtime(models: Sequence[str], directory: Path) -> list[dict[str, A
     return rows
 
 
-def _fmt(value: float | None, pattern: str = "{:.2f}") -> str:
-    return "-" if value is None else pattern.format(value)
-
-
 def file_table(rows: Sequence[FileRow]) -> str:
     headers = ["model", "recording", "audio s", "WER", "CPU s / audio s", "wall s / audio s"]
     cells = [
-        [r.model, r.label, f"{r.audio_seconds:.1f}", _fmt(r.wer, "{:.1%}"), f"{r.cpu_per_audio_second:.3f}",
-         f"{r.wall_per_audio_second:.3f}"]
+        [r.model, r.label, f"{r.audio_seconds:.1f}", "-" if r.wer is None else pct(r.wer),
+         f"{r.cpu_per_audio_second:.3f}", f"{r.wall_per_audio_second:.3f}"]
         for r in rows
     ]  # fmt: skip
     for model in dict.fromkeys(r.model for r in rows):
@@ -171,9 +168,9 @@ def live_table(rows: Sequence[dict[str, Any]]) -> str:
                "live WER"]  # fmt: skip
     cells = [
         [row["model"], row["recording"], str(row["turns"]),
-         f"{_fmt(row['first_delta_p50_s'])} / {_fmt(row['first_delta_p95_s'])}",
-         f"{_fmt(row['completion_p50_s'])} / {_fmt(row['completion_p95_s'])}",
-         _fmt(row["cpu_s_per_audio_s"]), _fmt(row["live_wer"], "{:.1%}")]
+         f"{fmt(row['first_delta_p50_s'])} / {fmt(row['first_delta_p95_s'])}",
+         f"{fmt(row['completion_p50_s'])} / {fmt(row['completion_p95_s'])}",
+         fmt(row["cpu_s_per_audio_s"]), "-" if row["live_wer"] is None else pct(row["live_wer"])]
         for row in rows
     ]  # fmt: skip
     return common.render_table(headers, cells)

@@ -3,6 +3,7 @@ then Whisper's words are laid on the diarizer's turns (engines.speaker_pieces)."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -60,11 +61,7 @@ class DiarizedRun:
         return self.run.info
 
     def _turns(self) -> list[SpeakerTurn]:
-        # One speaker at a time: where voices overlap, the words go to the dominant one.
-        turns = self.diarizer.diarize(self.audio, self.options).exclusive
-        return name_speakers(
-            turns, diarizer=self.diarizer, audio=self.audio, references=self.references, threshold=self.threshold
-        )
+        return named_turns(self.diarizer, self.audio, self.options, self.references, self.threshold)
 
     def segments(self) -> Iterator[SpeakerSegment]:
         """Speaker pieces of Whisper's words on the diarizer's turns (each given out once the next is known)."""
@@ -76,11 +73,11 @@ class DiarizedRun:
             for segment in self.run.segments():
                 pending.append(segment)
                 if turns_future.done():
-                    assembler = assembler or PieceAssembler(self._wait(turns_future), self.rules)
+                    assembler = assembler or PieceAssembler(wait_for_turns(turns_future, self.run.cancel), self.rules)
                     for ready in pending:
                         yield from assembler.feed(ready)
                     pending.clear()
-            assembler = assembler or PieceAssembler(self._wait(turns_future), self.rules)
+            assembler = assembler or PieceAssembler(wait_for_turns(turns_future, self.run.cancel), self.rules)
             for ready in pending:
                 yield from assembler.feed(ready)
             yield from assembler.flush()
@@ -88,15 +85,27 @@ class DiarizedRun:
             # On cancellation do not wait for a diarizer that cannot be interrupted mid-way.
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def _wait(self, turns: Future[list[SpeakerTurn]]) -> list[SpeakerTurn]:
-        """The diarizer's turns, unless the request is cancelled first (then within one poll)."""
-        while True:
-            try:
-                return turns.result(timeout=CANCEL_POLL_SECONDS)
-            except FutureTimeout:
-                cancel = self.run.cancel
-                if cancel is not None and cancel.is_set():
-                    raise DecodingCancelled("diarization was cancelled") from None
+
+def named_turns(
+    diarizer: Diarizer,
+    audio: Samples,
+    options: DiarizationOptions,
+    references: Mapping[str, Embedding],
+    threshold: float | None,
+) -> list[SpeakerTurn]:
+    """The diarizer's turns, one speaker at a time (where voices overlap, the dominant one), with public names."""
+    turns = diarizer.diarize(audio, options).exclusive
+    return name_speakers(turns, diarizer=diarizer, audio=audio, references=references, threshold=threshold)
 
 
-__all__ = ["DiarizedRun", "DiarizedTranscript", "SpeakerSegment"]
+def wait_for_turns(turns: Future[list[SpeakerTurn]], cancel: threading.Event | None) -> list[SpeakerTurn]:
+    """The diarizer's turns, unless the request is cancelled first (then within one poll)."""
+    while True:
+        try:
+            return turns.result(timeout=CANCEL_POLL_SECONDS)
+        except FutureTimeout:
+            if cancel is not None and cancel.is_set():
+                raise DecodingCancelled("diarization was cancelled") from None
+
+
+__all__ = ["DiarizedRun", "DiarizedTranscript", "SpeakerSegment", "named_turns", "wait_for_turns"]

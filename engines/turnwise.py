@@ -13,17 +13,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from engines.audio import SAMPLE_RATE, Samples
-from engines.diarization.speakers import name_speakers
 from engines.diarization.types import DiarizationOptions, Diarizer, Embedding, SpeakerTurn
+from engines.diarized import named_turns, wait_for_turns
 from engines.errors import DecodingCancelled
 from engines.speaker_pieces import PieceRules, SpeakerSegment, absorb_wedged_turns
 from engines.types import DecodeOptions, Transcriber, TranscriptInfo
 
-CANCEL_POLL_SECONDS = 0.1
 MAX_STRETCH_SECONDS = 20.0  # a longer run of one speaker is decoded in pieces cut between turns
 JOIN_GAP_SECONDS = 1.0  # turns of one speaker this close together are decoded as one stretch
 CONTEXT_SECONDS = 0.2  # audio around a stretch that the recogniser hears too (a cut-off first sound)
@@ -87,12 +85,6 @@ class TurnwiseRun:
             audio_tokens=self.engine.audio_tokens(duration),
         )
 
-    def _turns(self) -> list[SpeakerTurn]:
-        turns = self.diarizer.diarize(self.audio, self.diarization).exclusive
-        return name_speakers(
-            turns, diarizer=self.diarizer, audio=self.audio, references=self.references, threshold=self.threshold
-        )
-
     def segments(self) -> Iterator[SpeakerSegment]:
         count = 0
         for stretch in stretches(self._diarized(), self.rules):
@@ -118,12 +110,8 @@ class TurnwiseRun:
         """The named turns, unless the request is cancelled first (then within one poll)."""
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
         try:
-            future = pool.submit(self._turns)
-            while True:
-                try:
-                    return future.result(timeout=CANCEL_POLL_SECONDS)
-                except FutureTimeout:
-                    self._check_cancel()
+            args = (self.diarizer, self.audio, self.diarization, self.references, self.threshold)
+            return wait_for_turns(pool.submit(named_turns, *args), self.cancel)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 

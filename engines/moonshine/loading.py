@@ -22,8 +22,7 @@ def load_moonshine(spec: ModelSpec, context: LoadContext) -> MoonshineEngine:
 
     if spec.device == "cuda":
         raise ModelLoadError(f"Model {spec.name!r}: the Moonshine engine runs on CPU only (device: auto or cpu).")
-    if spec.batching:
-        raise ModelLoadError(f"Model {spec.name!r}: the Moonshine engine has no batching engine (batching: false).")
+    # batching: true is refused at start-up for every family that lacks it (app/serving/factory.py)
     embedded = spec.embedded_name
     directory = check_model_dir(embedded_model_dir(embedded) if embedded is not None else Path(spec.source))
     # Each concurrent inference gets its share of the cores, as Whisper's workers do.
