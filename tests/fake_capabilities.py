@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 from engines.capabilities import Capabilities
+from engines.whisper.engine import audio_tokens
 from engines.whisper.family import CAPABILITIES
 
 WHISPER_LIKE: Capabilities = CAPABILITIES
 ENGLISH_ONLY: Capabilities = CAPABILITIES.english_only()
 
-
-def fake_audio_tokens(seconds: float) -> int:
-    return math.ceil(seconds * 50)
+fake_audio_tokens = audio_tokens  # the fakes count audio tokens as Whisper does

@@ -58,7 +58,7 @@ class FakeEngine:
             language_probability=1.0,
             duration=duration,
             prompt_tokens=0,
-            audio_tokens=math.ceil(duration * 50),
+            audio_tokens=self.audio_tokens(duration),
         )
         return info, self._segments(duration, options, cancel)
 
