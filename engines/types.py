@@ -48,6 +48,8 @@ class DecodeOptions:
     languages: tuple[str, ...] = ()  # with no `language`: detect only among these
     # None: Whisper's full 30-s window; else encode only the audio plus this much padding (live turns)
     encoder_padding_seconds: float | None = None
+    # With a shortened window: decode a window whose result looks wrong again on the full window
+    full_window_guard: bool = True
     max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
     priority: BatchPriority = BatchPriority.NORMAL  # only matters when the model batches requests
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,7 @@ from engines.batching import Batcher
 from engines.errors import DecodingCancelled
 from engines.types import BatchPriority
 from engines.whisper import batch_ops
-from engines.whisper.fallback import Record, WindowDecoder
+from engines.whisper.fallback import Record, WindowDecoder, WindowEncoder
 
 StorageView = Any  # ctranslate2.StorageView (CTranslate2 ships no type information)
 GenerationResult = Any  # ctranslate2.models.WhisperGenerationResult
@@ -123,39 +124,58 @@ def _methods(model_class: type[Any]) -> list[Callable[..., Any]]:
 
 
 def request_model(
-    model: WhisperModel, calls: ModelCalls, *, fallback_on_low_confidence: bool
+    model: WhisperModel, calls: ModelCalls, *, fallback_on_low_confidence: bool, full_window_guard: bool = False
 ) -> tuple[WhisperModel, WindowDecoder]:
     """A shallow copy of ``model`` for one request: its model calls go through ``calls`` and its window
-    decoding through a new WindowDecoder (which records rewritten results in ``calls``)."""
+    decoding through a new WindowDecoder (which records rewritten results in ``calls``). With
+    ``full_window_guard``, a window encoded shorter than 30 s whose result looks wrong is decoded
+    again on the full window (engines/whisper/window_guard.py)."""
     copied = copy.copy(model)
     copied.model = calls
-    decoder = install_window_decoder(copied, fallback_on_low_confidence=fallback_on_low_confidence, record=calls.record)
+    decoder = install_window_decoder(
+        copied,
+        fallback_on_low_confidence=fallback_on_low_confidence,
+        record=calls.record,
+        window_encoder=calls if full_window_guard and calls.padding_frames is not None else None,
+    )
     return copied, decoder
 
 
 def install_window_decoder(
-    model: WhisperModel, *, fallback_on_low_confidence: bool, record: Record | None = None
+    model: WhisperModel,
+    *,
+    fallback_on_low_confidence: bool,
+    record: Record | None = None,
+    window_encoder: WindowEncoder | None = None,
 ) -> WindowDecoder:
     """Route ``model``'s (a per-request copy) window decoding and encoding through a new WindowDecoder."""
-    decoder = WindowDecoder(model, fallback_on_low_confidence=fallback_on_low_confidence, record=record)
+    decoder = WindowDecoder(
+        model, fallback_on_low_confidence=fallback_on_low_confidence, record=record, window_encoder=window_encoder
+    )
     model.generate_with_fallback = decoder
     model.encode = decoder.encode
     return decoder
 
 
-def trim_padding(features: StorageView, padding_frames: int) -> StorageView:
+# Window lengths (mel frames) that batched requests are encoded at: windows of one length share an
+# encoder batch, so shortened windows are rounded up to one of these instead of to any length.
+BATCH_BUCKET_FRAMES = (1000, 2000, 3000)
+
+
+def trim_padding(features: StorageView, padding_frames: int, buckets: tuple[int, ...] = ()) -> StorageView:
     """Features of one window with at most ``padding_frames`` of faster-whisper's zero padding kept.
 
     faster-whisper pads every window's log-mel features with exact zeros to 30 s (3000 frames), and
     the encoder's cost follows the frame count; real audio never gives an all-zero frame. Keeping a
     few seconds of padding (so the model still hears that the audio ends) encodes a short clip at a
-    fraction of the cost with the same transcript.
+    fraction of the cost. With ``buckets``, the length kept is rounded up to the next bucket.
     """
     array = np.asarray(features)
     if array.ndim != 3:
         return features
     used = np.flatnonzero(np.any(array[0] != 0, axis=0))
     keep = min(array.shape[-1], (int(used[-1]) + 1 if used.size else 0) + padding_frames)
+    keep = next((bucket for bucket in sorted(buckets) if bucket >= keep), keep)
     if keep >= array.shape[-1]:
         return features
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[:, :, :keep]))
@@ -183,14 +203,30 @@ class ModelCalls:
     batcher: Batcher | None = None
     priority: BatchPriority = BatchPriority.NORMAL
     sot: int = -1
+    _untrimmed: bool = False
+    _full_windows: list[tuple[StorageView, StorageView]] = field(default_factory=list)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
+    @contextmanager
+    def untrimmed(self) -> Iterator[None]:
+        """Encode Whisper's full 30-s window while this is open (a shortened one is decoded again)."""
+        self._untrimmed = True
+        try:
+            yield
+        finally:
+            self._untrimmed = False
+
+    def use_full_window(self, shortened: StorageView, full: StorageView) -> None:
+        """Align on ``full`` whatever is later aligned on ``shortened`` (its window was decoded again)."""
+        self._full_windows = [*self._full_windows[-3:], (shortened, full)]
+
     def encode(self, features: StorageView, to_cpu: bool = False) -> StorageView:
         self._check_cancel()
-        if self.padding_frames is not None:
-            features = trim_padding(features, self.padding_frames)
+        if self.padding_frames is not None and not self._untrimmed:
+            buckets = BATCH_BUCKET_FRAMES if self.batcher is not None else ()
+            features = trim_padding(features, self.padding_frames, buckets)
         if self.batcher is None:
             return self.inner.encode(features, to_cpu=to_cpu)
         return self._submit(batch_ops.ENCODE, batch_ops.encode_key(features, to_cpu), (features, to_cpu))
@@ -224,6 +260,7 @@ class ModelCalls:
         median_filter_width: int = 7,
     ) -> Any:
         self._check_cancel()
+        encoder_output = next((full for short, full in self._full_windows if short is encoder_output), encoder_output)
         if self.batcher is None:
             return self.inner.align(
                 encoder_output, start_sequence, text_tokens, num_frames, median_filter_width=median_filter_width

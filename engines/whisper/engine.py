@@ -10,6 +10,7 @@ from typing import Any
 import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
 from faster_whisper.transcribe import Segment as FwSegment
 
 from engines.audio import SAMPLE_RATE, Samples
@@ -87,12 +88,21 @@ class WhisperEngine:
         if options.encoder_padding_seconds is not None:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
         # Deterministic re-decodes instead of sampled ones, and loop checks (engines/whisper/fallback.py).
-        model, _ = request_model(self.model, recorder, fallback_on_low_confidence=len(options.temperatures) > 1)
+        model, _ = request_model(
+            self.model,
+            recorder,
+            fallback_on_low_confidence=len(options.temperatures) > 1,
+            full_window_guard=options.full_window_guard,
+        )
         language, language_probability = options.language, None
         if language is None and len(options.languages) == 1:
             language = options.languages[0]  # nothing to choose from
-        elif language is None and options.languages and self.is_multilingual:
-            language, language_probability = restricted_language(model.detect_language(audio)[2], options.languages)
+        elif language is None and self.is_multilingual:
+            detected = detect_language(model, audio)
+            if options.languages:
+                language, language_probability = restricted_language(detected, options.languages)
+            else:
+                language, language_probability = detected[0]
         fw_segments, fw_info = model.transcribe(
             audio,
             language=language,
@@ -218,6 +228,21 @@ def _find_generation(generations: list[Generation], tokens: list[int]) -> Genera
         if _find_subsequence(generation.sequence, tokens) >= 0:
             return generation
     return None
+
+
+def detect_language(model: WhisperModel, audio: Samples) -> list[tuple[str, float]]:
+    """Whisper's language probabilities (most likely first) from the first window of ``audio``.
+
+    The window is built exactly as faster-whisper builds the first window it decodes, and encoded
+    through the request's model, which keeps that encoding: decoding the window then reuses it
+    instead of encoding the same 30 s twice (faster-whisper's own detection encodes it again, one
+    frame longer).
+    """
+    features = model.feature_extractor(audio)
+    content_frames = features.shape[-1] - 1  # as faster-whisper's transcribe counts them
+    window = pad_or_trim(features[:, : min(model.feature_extractor.nb_max_frames, content_frames)])
+    found = model.model.detect_language(model.encode(window))[0]
+    return [(token[2:-2], float(prob)) for token, prob in found]
 
 
 def restricted_language(probabilities: list[tuple[str, float]], allowed: tuple[str, ...]) -> tuple[str, float]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from engines.whisper.repetition import WindowCheck, check_window, rehears_the_end
+from engines.whisper.window_guard import full_window_reason
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,17 @@ TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
 PASSED_THROUGH = ("length_penalty", "repetition_penalty", "no_repeat_ngram_size", "suppress_blank", "suppress_tokens")
 
 Record = Callable[[Any, list[int], list[int]], None]  # (encoder_output, prompt, sequence) of a rewritten result
+FULL_WINDOW_POSITIONS = 1500  # encoder positions of Whisper's 30-s window
+
+
+class WindowEncoder(Protocol):
+    """What the request's model calls offer for windows encoded shorter than 30 s (ModelCalls)."""
+
+    def untrimmed(self) -> AbstractContextManager[None]:
+        """Encode the full 30-s window while this is open."""
+
+    def use_full_window(self, shortened: Any, full: Any) -> None:
+        """Later calls on the ``shortened`` encoder output (word alignment) use ``full`` instead."""
 
 
 @dataclass(frozen=True)
@@ -78,25 +91,73 @@ class WindowDecoder:
     loop must not place words in the padding.
     """
 
-    def __init__(self, model: Any, *, fallback_on_low_confidence: bool, record: Record | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        fallback_on_low_confidence: bool,
+        record: Record | None = None,
+        window_encoder: WindowEncoder | None = None,
+    ) -> None:
         self.model = model  # the request's WhisperModel copy
         self.fallback_on_low_confidence = fallback_on_low_confidence
         self.record = record
+        # Set when windows may be encoded shorter than 30 s: a suspect one is decoded again on 30 s.
+        self.window_encoder = window_encoder
+        self.full_window_decodes = 0
         self._encode = model.encode
         self._frames: int | None = None  # mel frames of audio in the window being decoded
+        self._features: npt.NDArray[np.float32] | None = None  # the window being decoded
+        self._encoded: tuple[npt.NDArray[np.float32], Any] | None = None  # the last window encoded
         self._hint: list[int] = []  # the keyword tokens that open the window's prompt
         self._coarse = False  # the last window's timestamps all fell on whole seconds
 
     def encode(self, features: npt.NDArray[np.float32]) -> Any:
-        """Encode one window, noting where its audio ends (faster-whisper pads it with exact zeros)."""
+        """Encode one window, noting where its audio ends (faster-whisper pads it with exact zeros).
+
+        Language detection encodes the first window, and decoding then encodes it again: the same
+        features give the same output, so the second time the first result is handed back.
+        """
         audible = np.flatnonzero(np.abs(features).reshape(-1, features.shape[-1]).max(axis=0))
         self._frames = int(audible[-1]) + 1 if audible.size else int(features.shape[-1])
-        return self._encode(features)
+        self._features = features
+        if self._encoded is not None and _same(self._encoded[0], features):
+            return self._encoded[1]
+        output = self._encode(features)
+        self._encoded = (features, output)
+        return output
 
     def __call__(
         self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any
     ) -> tuple[Any, float, float, float]:
         """Same contract as faster-whisper's: (result, avg_logprob, temperature, compression_ratio)."""
+        coarse_before = self._coarse
+        chosen, clean = self._decide(encoder_output, prompt, tokenizer, options)
+        reason = self._full_window_reason(encoder_output, chosen, clean, tokenizer)
+        if reason is not None and self.window_encoder is not None and self._features is not None:
+            log.debug("shortened window decoded again on 30 s: %s", reason)
+            with self.window_encoder.untrimmed():
+                full = self._encode(self._features)
+            self.window_encoder.use_full_window(encoder_output, full)
+            self.full_window_decodes += 1
+            self._coarse = coarse_before
+            chosen, _ = self._decide(full, prompt, tokenizer, options)
+        return chosen.result, chosen.avg_logprob, chosen.temperature, chosen.check.compression_ratio
+
+    def _full_window_reason(self, encoder_output: Any, chosen: Attempt, clean: bool, tokenizer: Any) -> str | None:
+        if self.window_encoder is None or int(encoder_output.shape[1]) >= FULL_WINDOW_POSITIONS:
+            return None
+        return full_window_reason(
+            list(chosen.result.sequences_ids[0]),
+            timestamp_begin=tokenizer.timestamp_begin,
+            eot=tokenizer.eot,
+            audio_seconds=(self._frames or 0) / 100,
+            no_speech_prob=float(chosen.result.no_speech_prob),
+            checks_passed=clean,
+        )
+
+    def _decide(self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any) -> tuple[Attempt, bool]:
+        """The window's kept attempt, and whether the requested decode passed every check as it was."""
         # Keywords (faster-whisper's hotwords) open the previous-text part of the prompt: they stay
         # in every re-decode, and are not text that a window could copy.
         self._hint = _hotword_tokens(prompt, tokenizer, options, self.model.max_length)
@@ -141,7 +202,7 @@ class WindowDecoder:
                 "; ".join(f"{a.label}: {a.check.describe()}, log-prob {a.avg_logprob:.2f}" for a in attempts),
                 chosen.label,
             )
-        return chosen.result, chosen.avg_logprob, chosen.temperature, chosen.check.compression_ratio
+        return chosen, len(attempts) == 1 and chosen.passes
 
     def _decode(
         self,
@@ -220,6 +281,10 @@ class WindowDecoder:
             check=self._check(sequence, tokenizer, prompt),
             label=attempt.label + ", loop cut",
         )
+
+
+def _same(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> bool:
+    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b)))
 
 
 def coarse_timestamps(sequence: list[int], timestamp_begin: int, minimum: int = 8) -> bool:
