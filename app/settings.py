@@ -257,6 +257,15 @@ class Settings(BaseSettings):
     block_seconds: float = Field(
         300.0, ge=30, description="Audio decoded and transcribed per block; bounds memory on long files."
     )
+    first_piece_seconds: float | None = Field(
+        None,
+        ge=3,
+        le=30,
+        description="Unchunked audio over 30 s: decode first a piece cut at a pause within this many seconds, so "
+        "that a stream's first delta comes early (streamed or not, the same text; about 1 WER point worse on our "
+        "84-s files, bench/README.md); skipped when the language must be detected and the piece is too short to "
+        "be sure of it. null (default): Whisper's 30-s windows from the start.",
+    )
     request_timeout_seconds: float = Field(
         3600.0, gt=0, description="Longest a request may take, queueing included; then it is stopped (504)."
     )

@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(f"--model {args.model!r} is not a model of {config}")
     service = server_service(settings)
     configs = {
-        "default": LongFormConfig(block_seconds=settings.block_seconds, vad=None),
-        "auto": LongFormConfig(block_seconds=settings.block_seconds, vad=service.vad_params(ChunkingStrategy("auto"))),
+        "default": service.longform_config(None),
+        "auto": service.longform_config(ChunkingStrategy("auto")),
     }
     previous = load_texts(args.compare) if args.compare else None
     started = datetime.now(UTC)

@@ -17,7 +17,16 @@ import numpy as np
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, Transcriber, TranscriptInfo, Word
-from engines.vad import Span, VadParams, group_regions, has_speech, normalize_loudness, speech_regions, widen_chunks
+from engines.vad import (
+    Span,
+    VadParams,
+    group_regions,
+    has_speech,
+    normalize_loudness,
+    pause_between,
+    speech_regions,
+    widen_chunks,
+)
 
 FRAMES_PER_SECOND = 100  # Whisper's mel frames; `seek` counts these
 PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper's own conditioning
@@ -25,6 +34,13 @@ PROMPT_CARRY_WORDS = 100  # previous text handed to the next block, like Whisper
 # (at most this many times per chunk, so a VAD that hears speech Whisper never finds cannot loop).
 MIN_TAIL_SECONDS = 1.0
 MAX_TAIL_DECODES = 2
+# The first piece of unchunked audio is cut at a pause no earlier than this (seconds), and only when
+# the audio is longer than one of Whisper's windows (shorter audio is decoded in one go anyway).
+FIRST_PIECE_EARLIEST = 2.0
+FIRST_PIECE_MIN_AUDIO = 30.0
+# Language detection on a few seconds is trusted from this probability on (on the shared recordings,
+# wrong detections of short clips stayed below it; right ones on 3-10 s of real speech mostly above).
+FIRST_PIECE_MIN_LANGUAGE_PROBABILITY = 0.7
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,9 @@ class LongFormConfig:
     block_seconds: float = 300.0
     guard_seconds: float = 5.0
     vad: VadParams | None = None
+    # Unchunked audio over 30 s: decode a first piece cut at a pause within this many seconds, so that
+    # the first text comes early (a stream's first delta); None: Whisper's windows from the start.
+    first_piece_seconds: float | None = None
 
 
 class LongFormRun:
@@ -83,6 +102,12 @@ class LongFormRun:
             final = pending is None
             if not final and buffer.size < block_samples:
                 continue
+            if offset == 0 and not self.config.vad:
+                piece = self._first_piece(buffer, final, carried_prompt)
+                if piece is not None:  # decoded on its own, all of it kept: it ends in a pause
+                    cut, piece_segments = piece
+                    yield from self._shifted(_all_of(piece_segments, cut), 0, [])
+                    buffer, offset = buffer[cut:].copy(), cut
             emitted: list[Segment] = []
             process = self._vad_block if self.config.vad else self._plain_block
             consumed = yield from self._shifted(process(buffer, final, carried_prompt), offset, emitted)
@@ -90,6 +115,29 @@ class LongFormRun:
                 carried_prompt = _tail_words(" ".join(s.text for s in emitted))
             buffer = buffer[consumed:].copy()
             offset += consumed
+
+    def _first_piece(
+        self, buffer: Samples, final: bool, prompt: str | None
+    ) -> tuple[int, Generator[Segment, None, None]] | None:
+        """Where the first piece of unchunked audio ends (samples) and its segments, or None for no piece.
+
+        The piece's language is detected on its few seconds only. When the request names no language
+        and that detection is unsure, there is no piece: the first window decides, as without one.
+        """
+        latest = self.config.first_piece_seconds
+        if latest is None or (final and buffer.size <= FIRST_PIECE_MIN_AUDIO * SAMPLE_RATE):
+            return None
+        cut = pause_between(buffer, FIRST_PIECE_EARLIEST, latest)
+        if cut is None:
+            return None
+        options = replace(self.options, prompt=prompt)
+        info, segments = self.engine.transcribe(buffer[:cut], options, self.cancel)
+        detected = options.language is None and len(options.languages) != 1
+        if detected and info.language_probability < FIRST_PIECE_MIN_LANGUAGE_PROBABILITY:
+            segments.close()
+            return None
+        self._first_info = info
+        return cut, segments
 
     def _shifted(
         self, relative: Generator[Segment, None, int], offset: int, emitted: list[Segment]
@@ -215,6 +263,15 @@ def _inside(segment: Segment, first: float, last: float) -> Segment:
     start, end = clamp(segment.start, segment.end)
     words = [Word(w.word, *clamp(w.start, w.end), w.probability) for w in segment.words]
     return replace(segment, start=start, end=end, words=words)
+
+
+def _all_of(segments: Generator[Segment, None, None], consumed: int) -> Generator[Segment, None, int]:
+    """Every segment of a piece that ends in a pause, then how much audio it consumed."""
+    try:
+        yield from segments
+    finally:
+        segments.close()
+    return consumed
 
 
 def _tail_words(text: str) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +76,8 @@ def speech_regions(audio: Samples, params: VadParams) -> list[Span]:
 # and the final of a realtime turn that may hold none (a manual commit, an idle timeout) are gated.
 # A low threshold on loudness-normalised audio, so faint speech still counts as speech.
 SPEECH_GATE = VadParams(threshold=0.3, silence_duration_ms=500, prefix_padding_ms=0)
+# Pauses between words or sentences, where audio may be cut without cutting a word.
+PAUSES = VadParams(threshold=0.3, silence_duration_ms=150, prefix_padding_ms=0)
 DIGITAL_SILENCE = 1e-4  # peak below this holds nothing to transcribe
 
 
@@ -107,3 +110,19 @@ def group_regions(regions: list[Span], max_chunk_seconds: float) -> list[Span]:
         else:
             chunks.append(region)
     return chunks
+
+
+def pause_between(audio: Samples, earliest: float, latest: float) -> int | None:
+    """The middle (sample index) of the longest pause in speech whose middle lies between ``earliest``
+    and ``latest`` seconds of ``audio``; None when there is none (or no speech before it)."""
+    end = min(audio.size, int((latest + 1.0) * SAMPLE_RATE))
+    regions = speech_regions(normalize_loudness(audio[:end]), PAUSES)
+    gaps = [
+        Span(before.end, after.start)
+        for before, after in itertools.pairwise(regions)
+        if earliest * SAMPLE_RATE <= (before.end + after.start) // 2 <= latest * SAMPLE_RATE
+    ]
+    if not gaps:
+        return None
+    longest = max(gaps, key=lambda gap: gap.length)
+    return (longest.start + longest.end) // 2

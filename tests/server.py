@@ -46,7 +46,11 @@ def sdk_client(server: RunningServer) -> openai.OpenAI:
 
 def default_test_config() -> dict[str, object]:
     return {
-        "models": {"base": {"source": "embedded:base"}, "tiny.en": {"source": "embedded:tiny.en"}},
+        # as configs/default.yaml: windows encoded as their audio plus 10 s of padding
+        "models": {
+            "base": {"source": "embedded:base", "encoder_padding_seconds": 10},
+            "tiny.en": {"source": "embedded:tiny.en", "encoder_padding_seconds": 10},
+        },
         "aliases": {
             "whisper-1": {"model": "base", "usage": "duration"},
             "gpt-4o-transcribe": {"model": "base", "usage": "tokens"},

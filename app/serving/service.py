@@ -149,6 +149,14 @@ class TranscriptionService:
     def vad_params(self, chunking: ChunkingStrategy | None) -> VadParams | None:
         return chunking_vad(self.settings, chunking)
 
+    def longform_config(self, chunking: ChunkingStrategy | None) -> LongFormConfig:
+        """How a request's audio is cut for decoding: blocks, VAD chunks or a first piece."""
+        return LongFormConfig(
+            block_seconds=self.settings.block_seconds,
+            vad=self.vad_params(chunking),
+            first_piece_seconds=self.settings.first_piece_seconds,
+        )
+
     def wants_speakers(self, request: AudioRequest, route: ModelRoute) -> bool:
         if request.response_format is ResponseFormat.DIARIZED_JSON:
             return True
@@ -185,7 +193,7 @@ class TranscriptionService:
             resources.callback(audio.close)
             deadline.check()
             cancel = threading.Event()
-            config = LongFormConfig(block_seconds=settings.block_seconds, vad=self.vad_params(request.chunking))
+            config = self.longform_config(request.chunking)
             run: LongFormRun | DiarizedRun | TurnwiseRun | ChannelRun
             if await anyio.to_thread.run_sync(wants_separate, request, settings, audio):
                 # One speaker per channel: each channel transcribed on its own, merged in time order.

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.audio import LONG_TEXT, SYNTH_SENTENCE, espeak, repeat_audio, wer
-from tests.server import RunningServer, default_test_config, run_server
+from tests.server import RunningServer, default_test_config, run_server, sdk_client
 
 
 def _events(client: openai.OpenAI, path: Path, **kwargs: Any) -> list[Any]:
@@ -75,6 +75,32 @@ def test_stream_is_incremental_on_long_audio(client: openai.OpenAI, long_speech:
     # The first window is decoded long before the ~2.5 min file is done.
     assert first < 0.5 * total, (first, total)
     assert wer(LONG_TEXT * 6, "".join(deltas)) <= 0.3
+
+
+@pytest.fixture(scope="module")
+def piece_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    config = {**default_test_config(), "first_piece_seconds": 8.0}
+    with run_server(tmp_path_factory.mktemp("piece"), config) as running:
+        yield running
+
+
+def test_a_first_piece_gives_a_short_first_delta_and_the_same_text_both_ways(
+    piece_server: RunningServer, tmp_path: Path
+) -> None:
+    """With `first_piece_seconds`, decoding starts with a piece of 2-8 s (the second window starts
+    there: its segments' `seek`), and the streamed text is still the joined deltas and the
+    non-streamed answer."""
+    passage = espeak(tmp_path / "passage.wav", LONG_TEXT, speed=170)
+    twice = repeat_audio(passage, tmp_path / "twice.wav", 2)
+    client = sdk_client(piece_server)
+    verbose = client.audio.transcriptions.create(model="whisper-1", file=twice, response_format="verbose_json")
+    seeks = sorted({segment.seek for segment in verbose.segments or []})
+    assert seeks[0] == 0 and 200 <= seeks[1] <= 800, f"windows start at {seeks} (mel frames)"
+    events = _events(client, twice, model="whisper-1")
+    deltas, done = events[:-1], events[-1]
+    assert len(deltas) >= 2 and done.text == "".join(e.delta for e in deltas)
+    assert done.text == verbose.text
+    assert wer(f"{LONG_TEXT} {LONG_TEXT}", done.text) <= 0.25
 
 
 def test_stream_sse_wire_format(server: RunningServer, synth_wav: Path) -> None:
