@@ -27,6 +27,7 @@ from openai import OpenAI, omit
 from app.serving.protocol import ChunkingStrategy
 from bench.common import (
     LONG_FILE,
+    LONG_TARGET_SECONDS,
     SHORT_FILE,
     BenchError,
     BenchFile,
@@ -683,6 +684,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-long-rss", action="store_true", help="leave out the 60-minute memory run (the 10-minute one stays)"
     )
+    parser.add_argument(
+        "--long-seconds",
+        type=float,
+        default=LONG_TARGET_SECONDS,
+        help=f"length of the long file made of the recordings (default {LONG_TARGET_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--latency-only", action="store_true", help="part 1 only: leave out the in-process VAD and the memory runs"
+    )
     add_file_options(parser, "streaming-")
     return parser
 
@@ -690,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_tables(
     header: str,
     latency: Sequence[FileLatency],
-    vad: VadCost,
+    vad: VadCost | None,
     rss: Sequence[RssResult],
     slope: float | None,
     emit: Callable[[str], None] = print,
@@ -700,6 +710,8 @@ def _print_tables(
     emit("")
     emit("1. Streaming latency through HTTP, seconds from the start of the call, median (min) of the runs")
     emit(render_table(LATENCY_HEADERS, [latency_row(r) for r in latency]))
+    if vad is None:
+        return
     emit("")
     emit("2a. VAD of chunking_strategy=auto, in-process (normalize_loudness + speech_regions), median of the runs")
     emit(render_table(VAD_HEADERS, [vad_row(vad)]))
@@ -727,16 +739,16 @@ def run(args: argparse.Namespace) -> int:
     if vad_params is None:
         raise BenchError("the server returned no VAD settings for chunking_strategy=auto")
     threads = model_cfg.cpu_threads or available_cores()
-    rss_inputs = RSS_INPUTS[:1] if args.skip_long_rss else RSS_INPUTS
+    rss_inputs: tuple[RssInput, ...] = RSS_INPUTS[:1] if args.skip_long_rss else RSS_INPUTS
     started = datetime.now(UTC)
     load: dict[str, list[float]] = {"before": load_average()}
 
     with tempfile.TemporaryDirectory(prefix="stt-bench-streaming-") as tmp:
         workdir = Path(tmp)
         short = BenchFile.from_wav(source_dir / SHORT_FILE)
-        long = BenchFile.from_wav(build_long_file(source_dir, workdir / LONG_FILE))
+        long = BenchFile.from_wav(build_long_file(source_dir, workdir / LONG_FILE, args.long_seconds))
 
-        vad = bench_vad(long, vad_params, args.runs)
+        vad = None if args.latency_only else bench_vad(long, vad_params, args.runs)
         load["after_vad"] = load_average()
 
         (workdir / "http").mkdir()
@@ -745,6 +757,8 @@ def run(args: argparse.Namespace) -> int:
 
         rss_config = write_rss_config(workdir / "rss.yaml")
         rss_settings = load_config(rss_config)
+        if args.latency_only:
+            rss_inputs = ()
         uploads = build_rss_uploads(source_dir, workdir, rss_inputs, rss_settings.max_upload_bytes)
         rss = []
         for spec, path in zip(rss_inputs, uploads, strict=True):
@@ -763,7 +777,8 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine_info(available_cores(), load),
         "audio_dir": str(source_dir),
         "latency": [r.as_dict() for r in latency],
-        "vad_in_process": vad.as_dict(),
+        "first_piece_seconds": settings.first_piece_seconds,
+        "vad_in_process": None if vad is None else vad.as_dict(),
         "rss": {
             "model": RSS_MODEL,
             "block_seconds": rss_settings.block_seconds,
@@ -776,7 +791,8 @@ def run(args: argparse.Namespace) -> int:
 
     header = (
         f"{served.title()}, {threads} threads, "
-        f"beam {model_cfg.beam_size}), {args.runs} timed runs per variant after 1 warm-up; "
+        f"beam {model_cfg.beam_size}), first_piece_seconds {settings.first_piece_seconds}, "
+        f"{args.runs} timed runs per variant after 1 warm-up; "
         f"load average {' / '.join(f'{x:.2f}' for x in load['before'])} before, "
         f"{' / '.join(f'{x:.2f}' for x in load_average())} after"
     )

@@ -14,6 +14,11 @@ TARGET_CLIENTS = 8  # the level the throughput target and the best layout are ju
 # in-process workers, and a lone request batched against unbatched.
 THROUGHPUT_TARGET = 1.3
 LONE_REQUEST_TARGET = 1.05
+# Shortened encoder windows (issue 19): server throughput at the target level against the side-by-side workers,
+# CPU per audio second against the 1-thread floor (30-s windows), and WER against the floor (fractions).
+WINDOW_THROUGHPUT_TARGET = 1.4
+WINDOW_CPU_TARGET = 0.7
+WINDOW_WER_TARGET = 0.005
 
 
 def target_level(levels: Sequence[int], unbatched_levels: Sequence[int]) -> int:
@@ -117,6 +122,7 @@ def decision_lines(
                 f"the configured default ({default['label']}) is the best measured one: no, "
                 f"{_rate(default):.2f} audio s/s against {_rate(best):.2f} ({_rate(default) / _rate(best):.2f}x)"
             )
+    lines += window_lines(summaries, target)
     mixed = [s for s in summaries if s["kind"] == MIXED and isinstance(s["latency_p95_s"], float)]
     if mixed:
         quickest = min(mixed, key=lambda s: float(str(s["latency_p95_s"])))
@@ -125,4 +131,38 @@ def decision_lines(
             + ", ".join(f"{str(s['label']).removeprefix('mixed: ')} {s['latency_p95_s']:.2f} s" for s in mixed)
             + f"; lowest: {str(quickest['label']).removeprefix('mixed: ')}"
         )
+    return lines
+
+
+def _cpu(s: Mapping[str, object]) -> float:
+    value = s["cpu_s_per_audio_s"]
+    return float(value) if isinstance(value, int | float) else float("inf")
+
+
+def window_lines(summaries: Sequence[Mapping[str, object]], target: int) -> list[str]:
+    """Every server row at 1 and ``target`` clients against the in-process rows with 30-s windows: throughput
+    against the side-by-side workers (at ``target``), CPU per audio second against the 1-thread floor, and WER
+    against the floor."""
+    floor = next((s for s in summaries if s["key"] == "floor" and s["kind"] == "in-process"), None)
+    side = next((s for s in summaries if s["key"] == "side" and s["kind"] == "in-process"), None)
+    rows = [s for s in summaries if s["kind"] == "server" and s["clients"] in (1, target)]
+    if floor is None or not rows:
+        return ["encoder windows: not compared (no floor row or no server row at 1 or 8 clients)"]
+    lines = []
+    for s in rows:
+        cpu = _cpu(s) / _cpu(floor)
+        wer = s["wer_vs_floor"] if isinstance(s["wer_vs_floor"], float) else float("inf")
+        parts = [
+            f"CPU {_cpu(s):.3f} s/audio s = {cpu:.2f}x the floor (target <= {WINDOW_CPU_TARGET}: "
+            f"{_met(cpu <= WINDOW_CPU_TARGET)})",
+            f"WER vs floor {pct(wer)} % (target <= {pct(WINDOW_WER_TARGET)}: {_met(wer <= WINDOW_WER_TARGET)})",
+        ]
+        if s["clients"] == target and side is not None and _rate(side):
+            ratio = _rate(s) / _rate(side)
+            parts.insert(
+                0,
+                f"{_rate(s):.2f} audio s/s = {ratio:.2f}x side by side (target >= {WINDOW_THROUGHPUT_TARGET}: "
+                f"{_met(ratio >= WINDOW_THROUGHPUT_TARGET)})",
+            )
+        lines.append(f"encoder windows, {s['label']} at {s['clients']} client(s): " + "; ".join(parts))
     return lines

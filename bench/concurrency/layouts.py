@@ -17,6 +17,7 @@ IN_PROCESS_KEYS = ("floor", "floor-wide", "side")
 SERVER_KEYS = (
     "unbatched-wide",
     "unbatched-split",
+    "unbatched-split-30s",
     "batched-wide",
     "batched-split",
     "batched-wide-enc",
@@ -55,12 +56,20 @@ class Layout:
     workers: int  # slots (max_concurrency) or, batched, batch workers
     threads: int  # CTranslate2 threads of each
     encoder_batched: bool = False  # batched: encoder forwards batched too (the CPU default batches decoding only)
+    full_window: bool = False  # every window encoded at 30 s, whatever the model's encoder_padding_seconds
 
     def model_settings(self, max_batch_size: int | None, batch_wait_ms: float | None) -> dict[str, object]:
         """The ``models.<id>`` keys this layout sets in the config (the rest as configured)."""
         if not self.batching:
             # batching off even where the configured model batches by default
-            return {"batching": False, "max_concurrency": self.workers, "cpu_threads": self.threads}
+            unbatched: dict[str, object] = {
+                "batching": False,
+                "max_concurrency": self.workers,
+                "cpu_threads": self.threads,
+            }
+            if self.full_window:
+                unbatched["encoder_padding_seconds"] = None
+            return unbatched
         batched: dict[str, object] = {
             "batching": True,
             "max_concurrency": BATCHED_MAX_CONCURRENCY,
@@ -86,6 +95,14 @@ def layouts(threads: int) -> dict[str, Layout]:
         "side": Layout("side", f"in-process: {t} worker{plural} x 1 thread, side by side", False, t, 1),
         "unbatched-wide": Layout("unbatched-wide", f"server unbatched: 1 slot x {t} thread{plural}", False, 1, t),
         "unbatched-split": Layout("unbatched-split", f"server unbatched: {t} slot{plural} x 1 thread", False, t, 1),
+        "unbatched-split-30s": Layout(
+            "unbatched-split-30s",
+            f"server unbatched: {t} slot{plural} x 1 thread, 30-s windows",
+            False,
+            t,
+            1,
+            full_window=True,
+        ),
         "batched-wide": Layout("batched-wide", f"server batched: 1 worker x {t} thread{plural}", True, 1, t),
         "batched-split": Layout("batched-split", f"server batched: {t} worker{plural} x 1 thread", True, t, 1),
         "batched-wide-enc": Layout(

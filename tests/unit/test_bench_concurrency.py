@@ -13,7 +13,7 @@ import yaml
 from app.settings import DEFAULT_CONFIG, ModelConfig, load_settings
 from bench.concurrency.clients import level_lanes, mixed_lanes
 from bench.concurrency.clips import Clip
-from bench.concurrency.decisions import decision_lines, target_level
+from bench.concurrency.decisions import decision_lines, target_level, window_lines
 from bench.concurrency.figures import corpus_wer, summarize
 from bench.concurrency.layouts import BATCHED_MAX_CONCURRENCY, configured_layout, layouts, write_server_config
 from bench.concurrency.profile import TimedModel, batch_profile, parse_batch_metrics
@@ -213,9 +213,12 @@ def test_summary_of_a_mixed_row_times_the_short_clips_and_lists_the_long_files()
     assert cells[6] == "8.0 / 7.0"
 
 
-def _summary(key: str, kind: str, clients: int, rate: float, per_request: float, wer: float = 0.0) -> dict[str, object]:
+def _summary(
+    key: str, kind: str, clients: int, rate: float, per_request: float, wer: float = 0.0, cpu: float = 0.2
+) -> dict[str, object]:
     return {
         "key": key,
+        "cpu_s_per_audio_s": cpu,
         "label": key,
         "kind": kind,
         "clients": clients,
@@ -269,3 +272,29 @@ def test_decisions_name_what_missed() -> None:
     lines = _lines(summaries, "batched-split")
     assert any(line.startswith("the configured default (batched-split) is the best measured one: no") for line in lines)
     assert "the configured default layout is none of the measured ones" in _lines(summaries, None)
+
+
+def test_window_lines_judge_every_server_row_against_the_30s_floor() -> None:
+    summaries = [
+        _summary("floor", "in-process", 1, 3.0, 3.0, cpu=0.22),
+        _summary("side", "in-process", 2, 6.0, 5.0, cpu=0.21),
+        _summary("unbatched-split", "server", 1, 6.0, 1.0, wer=0.004, cpu=0.14),
+        _summary("unbatched-split", "server", 8, 9.0, 1.0, wer=0.004, cpu=0.15),
+        _summary("unbatched-split-30s", "server", 8, 6.0, 1.0, cpu=0.21),
+    ]
+    lines = window_lines(summaries, 8)
+    assert len(lines) == 3
+    lone, busy, full = lines
+    assert "at 1 client(s)" in lone and "0.64x the floor (target <= 0.7: met)" in lone and "side by side" not in lone
+    assert "9.00 audio s/s = 1.50x side by side (target >= 1.4: met)" in busy
+    assert "WER vs floor 0.4 % (target <= 0.5: met)" in busy
+    assert "1.00x side by side (target >= 1.4: MISSED)" in full and "0.95x the floor (target <= 0.7: MISSED)" in full
+    assert window_lines(summaries[1:], 8) == [
+        "encoder windows: not compared (no floor row or no server row at 1 or 8 clients)"
+    ]
+
+
+def test_the_30s_layout_turns_the_padding_off() -> None:
+    settings = layouts(2)["unbatched-split-30s"].model_settings(None, None)
+    assert settings == {"batching": False, "max_concurrency": 2, "cpu_threads": 1, "encoder_padding_seconds": None}
+    assert "encoder_padding_seconds" not in layouts(2)["unbatched-split"].model_settings(None, None)
