@@ -1,4 +1,5 @@
-"""The in-process rows: Whisper called in this process, as the server would load it, before any server starts."""
+"""The in-process rows: faster-whisper itself called in this process, loaded as the server would load it, before any
+server starts."""
 
 from __future__ import annotations
 
@@ -39,8 +40,12 @@ T = TypeVar("T")
 
 
 def transcribe_text(engine: WhisperEngine, options: DecodeOptions, data: bytes) -> str:
-    """Decode the uploaded bytes and transcribe them, consuming every segment (as bench.run does)."""
-    _, segments = engine.transcribe(decode_audio(data), options)
+    """faster-whisper itself: the loaded model's own ``WhisperModel.transcribe`` on the decoded upload, with the
+    server's beam size and language and faster-whisper's defaults for the rest (30-s windows, its language
+    detection and temperature fallback), consuming every segment."""
+    segments, _ = engine.model.transcribe(
+        decode_audio(data), language=options.language, task=options.task, beam_size=options.beam_size
+    )
     return "".join(segment.text for segment in segments).strip()
 
 
