@@ -76,9 +76,9 @@ class ModelConfig(BaseModel):
         le=30,
         description="File requests: encode each window as its audio plus this much of the padding instead of "
         "Whisper's full 30-s window (short files, VAD chunks, a long file's last window); a window whose result "
-        "looks wrong is decoded again on the full window. null: always the full window. With `batching`, windows "
-        "are rounded up to 10, 20 or 30 s so that they share encoder batches. Families without a fixed window "
-        "ignore it.",
+        "looks wrong is decoded again on the full window. The length is rounded up to 10, 20 or 30 s (closer to "
+        "Whisper's own answers, and windows of one length share encoder batches). null: always the full window. "
+        "Families without a fixed window ignore it.",
     )
 
 
