@@ -759,7 +759,9 @@ def run(args: argparse.Namespace) -> int:
         rss_settings = load_config(rss_config)
         if args.latency_only:
             rss_inputs = ()
-        uploads = build_rss_uploads(source_dir, workdir, rss_inputs, rss_settings.max_upload_bytes)
+        uploads = (
+            build_rss_uploads(source_dir, workdir, rss_inputs, rss_settings.max_upload_bytes) if rss_inputs else []
+        )
         rss = []
         for spec, path in zip(rss_inputs, uploads, strict=True):
             server_dir = workdir / f"rss-{spec.name}"
