@@ -50,6 +50,9 @@ class DecodeOptions:
     encoder_padding_seconds: float | None = None
     # With a shortened window: decode a window whose result looks wrong again on the full window
     full_window_guard: bool = True
+    # With a shortened window: round its length up to 10, 20 or 30 s (file requests; realtime turns keep
+    # their exact padding, measured on their own)
+    round_encoder_window: bool = True
     max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
     priority: BatchPriority = BatchPriority.NORMAL  # only matters when the model batches requests
 

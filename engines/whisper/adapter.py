@@ -202,6 +202,7 @@ class ModelCalls:
     cancel: threading.Event | None
     generations: list[Generation] = field(default_factory=list)
     padding_frames: int | None = None
+    round_windows: bool = True  # shortened windows rounded up to WINDOW_BUCKET_FRAMES (always when batching)
     batcher: Batcher | None = None
     priority: BatchPriority = BatchPriority.NORMAL
     sot: int = -1
@@ -227,7 +228,8 @@ class ModelCalls:
     def encode(self, features: StorageView, to_cpu: bool = False) -> StorageView:
         self._check_cancel()
         if self.padding_frames is not None and not self._untrimmed:
-            features = trim_padding(features, self.padding_frames, WINDOW_BUCKET_FRAMES)
+            buckets = WINDOW_BUCKET_FRAMES if self.round_windows or self.batcher is not None else ()
+            features = trim_padding(features, self.padding_frames, buckets)
         if self.batcher is None:
             return self.inner.encode(features, to_cpu=to_cpu)
         return self._submit(batch_ops.ENCODE, batch_ops.encode_key(features, to_cpu), (features, to_cpu))

@@ -87,6 +87,7 @@ class WhisperEngine:
     ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
         if options.encoder_padding_seconds is not None:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
+            recorder.round_windows = options.round_encoder_window
         # Deterministic re-decodes instead of sampled ones, and loop checks (engines/whisper/fallback.py).
         model, _ = request_model(
             self.model,

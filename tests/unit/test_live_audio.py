@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from faster_whisper.vad import get_vad_model
 
+from app.serving.realtime.config import SessionConfig, TranscriptionConfig
+from app.serving.realtime.decode_options import decode_options
+from app.settings import RealtimeConfig
 from engines.audio import SAMPLE_RATE
 from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, Denoise, StreamConverter, decode_g711
 from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
@@ -105,3 +108,24 @@ def test_the_denoiser_lowers_stationary_noise_and_keeps_the_stream_length() -> N
     assert np.std(denoised[quiet]) < 0.5 * np.std(plain[quiet])
     loud = slice(int(0.9 * SAMPLE_RATE), int(1.1 * SAMPLE_RATE))
     assert np.std(denoised[loud]) > 0.8 * np.std(plain[loud])
+
+
+def test_trim_padding_rounds_up_to_the_next_window_length() -> None:
+    features = np.zeros((1, 80, 3000), np.float32)
+    features[:, :, :250] = -0.5
+    rounded = trim_padding(ctranslate2.StorageView.from_array(features), 1000, (1000, 2000, 3000))
+    assert np.asarray(rounded).shape == (1, 80, 2000)  # 1250 frames of audio and padding → 20 s
+    features[:, :, :1500] = -0.5
+    whole = trim_padding(ctranslate2.StorageView.from_array(features), 1000, (1000, 2000, 3000))
+    assert np.asarray(whole).shape == (1, 80, 3000)
+
+
+def test_realtime_turns_keep_their_exact_padding_and_live_decodes_skip_the_guard() -> None:
+    config = SessionConfig(transcription=TranscriptionConfig(model="gpt-realtime-whisper"))
+    limits = RealtimeConfig()
+    final = decode_options(config, limits, seconds=4.0, final=True, beam_size=5, detected_language="en")
+    live = decode_options(config, limits, seconds=4.0, final=False, beam_size=5, detected_language="en")
+    assert not final.round_encoder_window and not live.round_encoder_window
+    assert final.full_window_guard and not live.full_window_guard
+    assert final.encoder_padding_seconds == limits.encoder_padding_seconds
+    assert live.encoder_padding_seconds == limits.live_encoder_padding_seconds
