@@ -63,7 +63,10 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     ),
 }
 # Attributes of a loaded WhisperModel that are read or replaced.
-ATTRIBUTES = ("model", "hf_tokenizer", "max_length", "time_precision", "input_stride")
+ATTRIBUTES = ("model", "hf_tokenizer", "max_length", "time_precision", "input_stride", "feature_extractor")
+# How faster-whisper cuts the first window it decodes (engine.detect_language builds the same one, so that
+# decoding reuses the encoding that detected the language).
+FIRST_WINDOW_SOURCE = "content_frames = features.shape[-1] - 1"
 # The calls inside faster-whisper that must go through ``self`` for the replacements to take effect.
 SELF_CALLS = ("self.generate_with_fallback(", "self.encode(")
 # Fields of faster-whisper's TranscriptionOptions that WindowDecoder reads.
@@ -109,6 +112,8 @@ def contract_problems(model_class: type[Any] = WhisperModel) -> list[str]:
     problems += [f"faster-whisper no longer calls {call}…) on the model" for call in SELF_CALLS if call not in source]
     init = inspect.getsource(model_class.__init__) if hasattr(model_class, "__init__") else ""
     problems += [f"WhisperModel no longer sets self.{a}" for a in ATTRIBUTES if f"self.{a} =" not in init]
+    if FIRST_WINDOW_SOURCE not in source:
+        problems.append(f"faster-whisper no longer counts a window's frames as `{FIRST_WINDOW_SOURCE}`")
     fields = set(getattr(fw_transcribe.TranscriptionOptions, "__dataclass_fields__", {})) or set(
         getattr(fw_transcribe.TranscriptionOptions, "_fields", ())
     )
