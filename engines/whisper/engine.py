@@ -241,7 +241,8 @@ def detect_language(model: WhisperModel, audio: Samples) -> list[tuple[str, floa
     """
     features = model.feature_extractor(audio)
     content_frames = features.shape[-1] - 1  # as faster-whisper's transcribe counts them
-    window = pad_or_trim(features[:, : min(model.feature_extractor.nb_max_frames, content_frames)])
+    # a copy: a full window is a view that would keep the whole audio's features alive while decoding
+    window = pad_or_trim(features[:, : min(model.feature_extractor.nb_max_frames, content_frames)]).copy()
     found = model.model.detect_language(model.encode(window))[0]
     return [(token[2:-2], float(prob)) for token, prob in found]
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engines.whisper.repetition import WindowCheck, check_window, rehears_the_end
-from engines.whisper.window_guard import full_window_reason
+from engines.whisper.window_guard import TIME_PRECISION, full_window_reason
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 # enough audio that decoding moves on. Otherwise the window is decoded again.
 MIN_KEPT_TOKENS = 6
 MIN_PROGRESS_SECONDS = 1.0
-TIME_PRECISION = 0.02  # seconds per Whisper timestamp token
 # faster-whisper's options that go to CTranslate2's generate unchanged, as its own decode passes them
 PASSED_THROUGH = ("length_penalty", "repetition_penalty", "no_repeat_ngram_size", "suppress_blank", "suppress_tokens")
 
@@ -104,11 +103,10 @@ class WindowDecoder:
         self.record = record
         # Set when windows may be encoded shorter than 30 s: a suspect one is decoded again on 30 s.
         self.window_encoder = window_encoder
-        self.full_window_decodes = 0
         self._encode = model.encode
         self._frames: int | None = None  # mel frames of audio in the window being decoded
-        self._features: npt.NDArray[np.float32] | None = None  # the window being decoded
-        self._encoded: tuple[npt.NDArray[np.float32], Any] | None = None  # the last window encoded
+        # The window being decoded (its features) and their encoding
+        self._encoded: tuple[npt.NDArray[np.float32], Any] | None = None
         self._hint: list[int] = []  # the keyword tokens that open the window's prompt
         self._coarse = False  # the last window's timestamps all fell on whole seconds
 
@@ -120,7 +118,6 @@ class WindowDecoder:
         """
         audible = np.flatnonzero(np.abs(features).reshape(-1, features.shape[-1]).max(axis=0))
         self._frames = int(audible[-1]) + 1 if audible.size else int(features.shape[-1])
-        self._features = features
         if self._encoded is not None and _same(self._encoded[0], features):
             return self._encoded[1]
         output = self._encode(features)
@@ -134,12 +131,11 @@ class WindowDecoder:
         coarse_before = self._coarse
         chosen, clean = self._decide(encoder_output, prompt, tokenizer, options)
         reason = self._full_window_reason(encoder_output, chosen, clean, tokenizer)
-        if reason is not None and self.window_encoder is not None and self._features is not None:
+        if reason is not None and self.window_encoder is not None and self._encoded is not None:
             log.debug("shortened window decoded again on 30 s: %s", reason)
             with self.window_encoder.untrimmed():
-                full = self._encode(self._features)
+                full = self._encode(self._encoded[0])
             self.window_encoder.use_full_window(encoder_output, full)
-            self.full_window_decodes += 1
             self._coarse = coarse_before
             chosen, _ = self._decide(full, prompt, tokenizer, options)
         return chosen.result, chosen.avg_logprob, chosen.temperature, chosen.check.compression_ratio
