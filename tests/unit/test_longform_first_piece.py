@@ -15,27 +15,20 @@ from engines.audio import SAMPLE_RATE, Samples, decode_audio
 from engines.longform import LongFormConfig, LongFormRun
 from engines.types import DecodeOptions, Segment, TranscriptInfo
 from engines.vad import pause_between
-from tests.fake_capabilities import ENGLISH_ONLY, fake_audio_tokens
+from tests.fake_capabilities import ENGLISH_ONLY, FakeRecogniser
 
 PAUSE_AT = 6.0
 
 
-class WholeHearer:
+class WholeHearer(FakeRecogniser):
     """Says one segment over all the audio it is given; detects its language with ``probability``."""
 
     name = "whole"
-    device = "cpu"
     capabilities = ENGLISH_ONLY
 
     def __init__(self, probability: float = 0.95) -> None:
         self.probability = probability
         self.calls: list[tuple[float, str | None]] = []
-
-    def audio_tokens(self, seconds: float) -> int:
-        return fake_audio_tokens(seconds)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, cancel: threading.Event | None = None

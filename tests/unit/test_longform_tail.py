@@ -13,25 +13,18 @@ from engines.audio import SAMPLE_RATE, Samples
 from engines.longform import LongFormConfig, LongFormRun, unheard_tail
 from engines.types import DecodeOptions, Segment, TranscriptInfo, Word
 from engines.vad import Span, VadParams, widen_chunks
-from tests.fake_capabilities import ENGLISH_ONLY, fake_audio_tokens
+from tests.fake_capabilities import ENGLISH_ONLY, FakeRecogniser
 
 
-class EarlyEnder:
+class EarlyEnder(FakeRecogniser):
     """Hears only the first ``heard_seconds`` of whatever it is given (an early end of text), never more."""
 
     name = "early"
-    device = "cpu"
     capabilities = ENGLISH_ONLY
 
     def __init__(self, heard_seconds: float) -> None:
         self.heard_seconds = heard_seconds
         self.calls: list[float] = []
-
-    def audio_tokens(self, seconds: float) -> int:
-        return fake_audio_tokens(seconds)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def transcribe(
         self, audio: Samples, options: DecodeOptions, cancel: threading.Event | None = None

@@ -23,7 +23,7 @@ from app.settings import AliasConfig, ModelConfig, RealtimeConfig, Settings
 from engines.audio import SAMPLE_RATE
 from engines.errors import DecodingCancelled
 from engines.types import DecodeOptions, Segment, TranscriptInfo
-from tests.fake_capabilities import WHISPER_LIKE, fake_audio_tokens
+from tests.fake_capabilities import FakeRecogniser
 
 WORDS = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf",
@@ -32,22 +32,12 @@ WORDS = [
 BLOCK = SAMPLE_RATE // 4
 
 
-class FakeEngine:
+class FakeEngine(FakeRecogniser):
     """Hears one word per loud quarter second, so a growing turn gives growing, agreeing hypotheses."""
-
-    name = "fake"
-    device = "cpu"
-    capabilities = WHISPER_LIKE
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.calls: list[tuple[float, DecodeOptions]] = []
-
-    def audio_tokens(self, seconds: float) -> int:
-        return fake_audio_tokens(seconds)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
 
     def transcribe(
         self, audio: npt.NDArray[np.float32], options: DecodeOptions, cancel: threading.Event | None = None
