@@ -16,12 +16,16 @@ from app.accounting.ledger import UsageLedger
 from app.accounting.ledger_hooks import LedgerHooks
 from app.accounting.metrics import Metrics
 from app.accounting.quotas import KeyQuotas
+from app.accounting.request_windows import RedisRequestWindow, RequestWindow
+from app.accounting.shared_sessions import SharedSessionRegistry
+from app.accounting.shared_state import SharedState
 from app.api.admin import admin
 from app.api.auth import Authenticator, KeyFile
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
-from app.api.realtime import ClientSecretStore, realtime_http, realtime_socket
+from app.api.realtime import ClientSecrets, ClientSecretStore, realtime_http, realtime_socket
+from app.api.realtime.shared_secrets import RedisClientSecretStore
 from app.api.routes import api, public
 from app.api.state import Readiness, ServerState
 from app.serving.factory import Loader, build_service
@@ -60,6 +64,12 @@ async def _preload_diarizer(service: TranscriptionService, readiness: Readiness)
         readiness.pending.discard("diarizer")
 
 
+async def _renew_session_leases(registry: SharedSessionRegistry) -> None:
+    while True:
+        await anyio.sleep(registry.lease_seconds / 3)
+        await anyio.to_thread.run_sync(registry.renew)
+
+
 async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
     while True:
         await anyio.sleep(interval)
@@ -88,14 +98,28 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
             if idle_limits:
                 interval = min(IDLE_CHECK_SECONDS, min(idle_limits) / 2)
                 background.start_soon(_unload_idle_models, manager, interval)
+            if isinstance(sessions, SharedSessionRegistry):
+                background.start_soon(_renew_session_leases, sessions)
             yield
             background.cancel_scope.cancel()
         await anyio.to_thread.run_sync(hooks.close)
         ledger.close()
+        if isinstance(sessions, SharedSessionRegistry):
+            await anyio.to_thread.run_sync(sessions.close)
+        if shared is not None:
+            shared.close()
 
     app = FastAPI(title="Local OpenAI-compatible transcription", lifespan=lifespan, docs_url=None, redoc_url=None)
     ledger = UsageLedger(settings.ledger)
-    hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger))
+    # State that must hold across replicas: in this process by default, in Redis with shared_state_url.
+    shared = SharedState(settings.shared_state_url) if settings.shared_state_url else None
+    window: RequestWindow | None = None  # KeyQuotas' own, in process
+    secrets: ClientSecrets = ClientSecretStore()
+    sessions = SessionRegistry(settings.realtime)
+    if shared is not None:
+        window, secrets = RedisRequestWindow(shared), RedisClientSecretStore(shared)
+        sessions = SharedSessionRegistry(settings.realtime, shared)
+    hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger, window=window))
     app.state.server = ServerState(
         settings=settings,
         started_at=int(time.time()),
@@ -107,8 +131,9 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
         authenticator=Authenticator(
             KeyFile(settings.keys_path), settings.api_keys, allow_unauthenticated=settings.allow_unauthenticated
         ),
-        client_secrets=ClientSecretStore(),
-        realtime_sessions=SessionRegistry(settings.realtime),
+        client_secrets=secrets,
+        realtime_sessions=sessions,
+        shared_state=shared,
     )
     install_error_handlers(app)
     app.include_router(api)

@@ -131,10 +131,16 @@ class RealtimeConfig(BaseModel):
         15 * 1024 * 1024, ge=1024, description="Largest audio (decoded bytes) one `input_audio_buffer.append` carries."
     )
     max_sessions_per_key: int | None = Field(
-        8, ge=1, description="Open sessions per API key; more are closed with 1013. null: no limit."
+        8,
+        ge=1,
+        description="Open sessions per API key (across replicas with `shared_state_url`); more are closed with "
+        "1013. null: no limit.",
     )
     max_sessions_per_model: int | None = Field(
-        16, ge=1, description="Open sessions per local model; more are closed with 1013. null: no limit."
+        16,
+        ge=1,
+        description="Open sessions per local model on each replica (each holds its own copy); more are closed with "
+        "1013. null: no limit.",
     )
     max_turn_seconds: float = Field(
         10.0,
@@ -172,7 +178,9 @@ class KeyLimitConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests_per_minute: int | None = Field(
-        default=None, ge=1, description="Requests admitted per sliding 60 s, counted per server replica."
+        default=None,
+        ge=1,
+        description="Requests admitted per sliding 60 s; per replica, or across replicas with `shared_state_url`.",
     )
     audio_hours_per_day: float | None = Field(
         default=None, gt=0, description="Audio hours per rolling 24 h, read from the usage ledger (shared by replicas)."
@@ -282,6 +290,13 @@ class Settings(BaseSettings):
         None,
         description="Usage ledger database: `sqlite:////abs/path.db`, or `postgresql+psycopg://user:pw@host/db`; "
         "null: SQLite at `<data_dir>/usage.db`.",
+    )
+    shared_state_url: str | None = Field(
+        None,
+        description="Redis shared by several replicas (`redis://host:6379/0`, `rediss://...` for TLS): requests per "
+        "minute, realtime sessions per key and client secrets then hold across all of them. While it is unreachable, "
+        "what needs it (a key with a requests-per-minute limit, a client secret, a realtime session under a per-key "
+        "limit) gets 503 with `Retry-After` and `/ready` answers 503; the rest is served. null: in this process.",
     )
     default_limits: KeyLimitConfig = Field(
         default_factory=KeyLimitConfig, description="Limits for every key; null fields: unlimited."

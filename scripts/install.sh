@@ -8,11 +8,16 @@ WITH_TEST=0
 
 # The server decodes audio through PyAV (bundled FFmpeg); the pyannote diarizer's torchcodec needs
 # the system FFmpeg libraries. Tests also generate speech and convert containers, and drive the browser
-# pages in headless Chromium. Each entry is command:Debian package.
+# pages in headless Chromium, and run real PostgreSQL and Redis servers (tests/services.py).
+# Each entry is command:Debian package.
 tools=(ffmpeg:ffmpeg)
-[[ $WITH_TEST == 1 ]] && tools+=(espeak-ng:espeak-ng sox:sox chromium:chromium chromedriver:chromium-driver)
+[[ $WITH_TEST == 1 ]] && tools+=(espeak-ng:espeak-ng sox:sox chromium:chromium chromedriver:chromium-driver
+  pg_ctl:postgresql redis-server:redis-server)
+have() { # Debian keeps PostgreSQL's server binaries off PATH, under /usr/lib/postgresql/<version>/bin
+  command -v "$1" >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
 need_system=()
-for tool in "${tools[@]}"; do command -v "${tool%%:*}" >/dev/null || need_system+=("${tool#*:}"); done
+for tool in "${tools[@]}"; do have "${tool%%:*}" || need_system+=("${tool#*:}"); done
 if ((${#need_system[@]})); then
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     echo "installing system packages: ${need_system[*]}"
@@ -22,7 +27,8 @@ if ((${#need_system[@]})); then
     echo "missing system packages: ${need_system[*]} (install them, e.g. sudo apt-get install ${need_system[*]})" >&2
     exit 1
   elif [[ $WITH_TEST == 1 ]]; then
-    echo "warning: ${need_system[*]} not found; the browser tests will be skipped (apt-get install ${need_system[*]})" >&2
+    echo "warning: ${need_system[*]} not found; the browser, PostgreSQL or Redis tests will be skipped" \
+      "(apt-get install ${need_system[*]})" >&2
   else
     echo "warning: ${need_system[*]} not found; the pyannote diarizer needs FFmpeg (apt-get install ffmpeg)" >&2
   fi

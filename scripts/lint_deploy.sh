@@ -37,10 +37,41 @@ echo "== docker-compose.yml against the Compose specification"
 if docker compose version >/dev/null 2>&1; then
   docker compose -f docker-compose.yml config --quiet
   docker compose -f docker-compose.yml --profile cpu config --quiet
+  docker compose -f docker-compose.yml --profile replicas config --quiet
   echo "docker compose config: ok"
 else
   echo "(docker compose plugin not available: skipped \`docker compose config\`)"
 fi
+
+echo "== docker-compose.yml: the replicas profile shares one Redis and one PostgreSQL behind the balancer"
+.venv/bin/python - <<'PY'
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+services = yaml.safe_load(Path("docker-compose.yml").read_text())["services"]
+profile = {name: s for name, s in services.items() if "replicas" in s.get("profiles", [])}
+replicas = {name: s for name, s in profile.items() if s.get("build", {}).get("target") == "cpu"}
+problems = []
+if len(replicas) < 2:
+    problems.append(f"want at least two server replicas, found {sorted(replicas)}")
+for name, service in replicas.items():
+    env = dict(item.split("=", 1) for item in service.get("environment", []) if "=" in item)
+    if not re.match(r"redis://redis:\d+/", env.get("STT_SHARED_STATE_URL", "")):
+        problems.append(f"{name}: STT_SHARED_STATE_URL must name the redis service")
+    if "@postgres:" not in env.get("STT_LEDGER_URL", ""):
+        problems.append(f"{name}: STT_LEDGER_URL must name the postgres service")
+for needed in ("redis", "postgres", "lb"):
+    if needed not in profile:
+        problems.append(f"the replicas profile lacks the {needed} service")
+upstreams = set(re.findall(r"server\s+([\w-]+):8000;", Path("deploy/nginx/replicas.conf").read_text()))
+if upstreams != set(replicas):
+    problems.append(f"deploy/nginx/replicas.conf balances {sorted(upstreams)}, not the replicas {sorted(replicas)}")
+print("\n".join(f"FAIL {p}" for p in problems) or f"ok   replicas {sorted(replicas)} behind lb, with redis and postgres")
+sys.exit(1 if problems else 0)
+PY
 
 echo "== Kubernetes manifests (strict schema)"
 .venv/bin/kubernetes-validate --strict --quiet "${K8S_FILES[@]}"

@@ -1,4 +1,4 @@
-"""Shared fixtures: one real server per test session, an SDK client, generated speech."""
+"""Shared fixtures: one real server per test session, an SDK client, generated speech, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from pathlib import Path
 
 import openai
 import pytest
+from pytest_redis.executor import RedisExecutor
 
 from tests.audio import SYNTH_SENTENCE, espeak
 from tests.server import RunningServer, run_server, sdk_client
+from tests.services import PostgresServer, postgres_server, redis_server
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,17 @@ def client(server: RunningServer) -> openai.OpenAI:
 def synth_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """About 6 s of generated English speech with a known transcript (SYNTH_SENTENCE)."""
     return espeak(tmp_path_factory.mktemp("synth") / "synth.wav", SYNTH_SENTENCE)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session; ``postgres.database()`` gives each test its own database."""
+    with postgres_server() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[RedisExecutor]:
+    """A real redis-server for the session (tests that stop it start their own: see tests/services.py)."""
+    with redis_server() as running:
+        yield running

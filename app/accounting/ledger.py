@@ -1,8 +1,8 @@
 """A durable per-request usage ledger (SQLAlchemy Core), on SQLite by default or any SQL database by URL.
 
 URLs: ``sqlite:////abs/path/usage.db`` (parent directory created, WAL journal), ``sqlite://`` (in memory,
-one shared connection; tests only), or ``postgresql+psycopg://user:password@host:5432/dbname`` (needs
-``pip install "psycopg[binary]"``; replicas that share the database then share audio budgets too).
+one shared connection; tests only), or ``postgresql+psycopg://user:password@host:5432/dbname`` (psycopg is a
+dependency; replicas that share the database then share audio budgets too).
 Every method is blocking and thread-safe; from the event loop call them via ``anyio.to_thread.run_sync``.
 """
 

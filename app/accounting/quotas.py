@@ -1,4 +1,5 @@
-"""Per-key limits: requests per minute (in memory, per replica) and audio hours per rolling day (from the ledger).
+"""Per-key limits: requests per minute (a RequestWindow: per replica, or in Redis for all replicas together) and
+audio hours per rolling day (from the ledger).
 
 Refusals are OpenAI's 429 ``rate_limit_exceeded`` errors with a ``Retry-After`` header (whole seconds):
 
@@ -16,17 +17,15 @@ can overshoot by at most the requests it has in flight.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from app.accounting.ledger import UsageLedger
+from app.accounting.request_windows import LocalRequestWindow, RequestWindow
 from app.serving.errors import RateLimited
 from app.settings import KeyLimitConfig
 
-RPM_WINDOW_SECONDS = 60.0
 AUDIO_WINDOW = timedelta(hours=24)
 _TICK = timedelta(microseconds=1)
 
@@ -46,14 +45,14 @@ class KeyQuotas:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _wall_clock,
+        window: RequestWindow | None = None,
     ) -> None:
+        """``window`` counts requests per minute (default: in this process, on ``clock``)."""
         self.limits = limits
         self.default = default
         self.ledger = ledger
-        self._clock = clock
         self._wall_clock = wall_clock
-        self._lock = threading.Lock()
-        self._recent: dict[str, deque[float]] = {}
+        self._window = window if window is not None else LocalRequestWindow(clock)
 
     def limits_for(self, key_name: str) -> KeyLimitConfig:
         """The key's limits: each field set in its own entry wins (an explicit null lifts a default limit)."""
@@ -64,37 +63,20 @@ class KeyQuotas:
 
     def admit(self, key_name: str) -> None:
         """Raise RateLimited if the key may not start a request now, else count it in its requests-per-minute
-        window: one step, so concurrent requests cannot all pass one free slot (a refusal counts nothing)."""
+        window (blocking: the audio budget reads the ledger, a shared window asks Redis)."""
         limits = self.limits_for(key_name)
         self._check_audio(key_name, limits)
-        if limits.requests_per_minute is None:
-            return
-        with self._lock:
-            now = self._clock()
-            self._check_rpm(key_name, limits, now)
-            self._window(key_name, now).append(now)
-
-    def _window(self, key_name: str, now: float) -> deque[float]:
-        """The key's request times still inside the last minute (call with the lock held)."""
-        window = self._recent.setdefault(key_name, deque())
-        while window and window[0] <= now - RPM_WINDOW_SECONDS:
-            window.popleft()
-        return window
-
-    def _check_rpm(self, key_name: str, limits: KeyLimitConfig, now: float) -> None:
         limit = limits.requests_per_minute
         if limit is None:
             return
-        window = self._window(key_name, now)
-        if len(window) < limit:
+        full = self._window.hit(key_name, limit)
+        if full is None:
             return
-        # The slot frees when the request that is `limit`-th from the newest leaves the window.
-        wait = window[-limit] + RPM_WINDOW_SECONDS - now
         raise _rate_limited(
             f"Rate limit reached for key '{key_name}' on requests per min (RPM): Limit {limit}, "
-            f"Used {len(window)}, Requested 1. Please try again in {_human(wait)}.",
+            f"Used {full.used}, Requested 1. Please try again in {_human(full.wait)}.",
             type="requests",
-            wait=wait,
+            wait=full.wait,
         )
 
     def _check_audio(self, key_name: str, limits: KeyLimitConfig) -> None:

@@ -132,7 +132,8 @@ async def create_key(request: Request) -> JSONResponse:
 @admin.delete("/keys/{name}")
 async def revoke_key(request: Request, name: str) -> Response:
     """Revoke a key of the key file at once; keys from the configuration (`api_keys`) cannot be revoked here."""
-    authenticator = server_state(request).authenticator
+    state = server_state(request)
+    authenticator = state.authenticator
     if any(record.name == name for record in authenticator.extra):
         raise APIError(
             409,
@@ -140,6 +141,8 @@ async def revoke_key(request: Request, name: str) -> Response:
             code="key_not_revocable",
             param="name",
         )
+    # Its client secrets first: while the shared store is down this is a 503, and the key stays for a retry.
+    await anyio.to_thread.run_sync(state.client_secrets.revoke_key, name)
     if not await anyio.to_thread.run_sync(authenticator.key_file.revoke, name):
         raise APIError(404, f"No key named '{name}'.", code="key_not_found", param="name")
     return JSONResponse({"object": "api_key.deleted", "name": name, "deleted": True})

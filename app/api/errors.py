@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.accounting.shared_state import SharedStateUnavailable
 from app.serving.errors import (
     ClientGone,
     InvalidInput,
@@ -97,6 +98,14 @@ def to_api_error(exc: BaseException) -> APIError:
         return APIError(429, str(exc), type=exc.limit_type, code="rate_limit_exceeded", headers=headers)
     if isinstance(exc, SessionLimitReached):
         return APIError(429, str(exc), type="server_overloaded", code="session_limit_reached")
+    if isinstance(exc, SharedStateUnavailable):  # the SDKs retry a 503 after Retry-After
+        return APIError(
+            503,
+            str(exc),
+            type="server_error",
+            code="shared_state_unavailable",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     if isinstance(exc, TimedOut):
         return APIError(504, str(exc), type="server_error", code="timeout", headers={"x-should-retry": "false"})
     if isinstance(exc, ClientGone | DecodingCancelled):

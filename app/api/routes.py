@@ -160,9 +160,14 @@ async def health() -> dict[str, str]:
 
 @public.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    readiness = server_state(request).readiness
-    body = {"ready": readiness.ready, "loading": sorted(readiness.pending), "failed": readiness.failed}
-    return JSONResponse(body, status_code=200 if readiness.ready else 503)
+    state = server_state(request)
+    readiness = state.readiness
+    body: dict[str, Any] = {"ready": readiness.ready, "loading": sorted(readiness.pending), "failed": readiness.failed}
+    if state.shared_state is not None:  # a replica that cannot reach the shared Redis should get no traffic
+        reachable = await anyio.to_thread.run_sync(state.shared_state.reachable)
+        body["shared_state"] = "ok" if reachable else "unreachable"
+        body["ready"] = readiness.ready and reachable
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @public.get("/metrics")

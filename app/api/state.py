@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # only for the annotations: the realtime package imports this
     from app.accounting.ledger import UsageLedger
     from app.accounting.ledger_hooks import LedgerHooks
     from app.accounting.metrics import Metrics
+    from app.accounting.shared_state import SharedState
     from app.api.auth import Authenticator
-    from app.api.realtime.client_secrets import ClientSecretStore
+    from app.api.realtime.client_secrets import ClientSecrets
     from app.serving.realtime import SessionRegistry
     from app.serving.service import TranscriptionService
     from app.settings import Settings
@@ -45,8 +46,9 @@ class ServerState:
     ledger: UsageLedger
     hooks: LedgerHooks
     authenticator: Authenticator
-    client_secrets: ClientSecretStore
+    client_secrets: ClientSecrets
     realtime_sessions: SessionRegistry
+    shared_state: SharedState | None = None  # Redis, with shared_state_url
 
     @property
     def manager(self) -> ModelManager:

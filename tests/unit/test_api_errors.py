@@ -12,6 +12,7 @@ import pytest
 
 import app.accounting
 import app.serving.realtime
+from app.accounting.shared_state import SharedStateUnavailable
 from app.api.errors import to_api_error
 from app.serving import errors as serving
 from engines import errors as engine
@@ -38,6 +39,7 @@ ANSWERED: dict[type[BaseException], tuple[Callable[[], BaseException], int]] = {
     engine.AudioDecodeError: (lambda: engine.AudioDecodeError("not audio"), 400),
     engine.AudioTooLongError: (lambda: engine.AudioTooLongError(7300.0, 7200.0), 400),
     engine.DecodingCancelled: (lambda: engine.DecodingCancelled("stop"), 499),
+    SharedStateUnavailable: (SharedStateUnavailable, 503),
 }
 
 # The server's own failures: a 500 (server_error, x-should-retry: false) that keeps the message.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -14,9 +13,9 @@ import sqlalchemy as sa
 
 from app.accounting.ledger import KeyTotals, UsageEvent, UsageLedger, usage_events
 from tests.ledger_urls import sqlite_url
+from tests.services import PostgresServer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-POSTGRES_URL_VAR = "STT_TEST_POSTGRES_URL"
 
 
 @pytest.fixture
@@ -26,27 +25,17 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ledger(request: pytest.FixtureRequest, db_path: Path) -> Iterator[UsageLedger]:
-    """A fresh ledger on SQLite, and on PostgreSQL when $STT_TEST_POSTGRES_URL names a scratch database."""
+    """A fresh ledger on SQLite, and on a real PostgreSQL server (its own database per test)."""
     if request.param == "sqlite":
-        url = sqlite_url(db_path)
-    else:
-        url = os.environ.get(POSTGRES_URL_VAR, "")
-        if not url:
-            pytest.skip(f"set {POSTGRES_URL_VAR}=postgresql+psycopg://... to run against PostgreSQL")
-        _drop_table(url)
-    ledger = UsageLedger(url)
-    yield ledger
-    ledger.close()
-    if request.param != "sqlite":
-        _drop_table(url)
-
-
-def _drop_table(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        usage_events.drop(engine, checkfirst=True)
-    finally:
-        engine.dispose()
+        ledger = UsageLedger(sqlite_url(db_path))
+        yield ledger
+        ledger.close()
+        return
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    with postgres.database() as url:
+        ledger = UsageLedger(url)
+        yield ledger
+        ledger.close()
 
 
 def event(key: str = "alice", *, ts: datetime = T0, audio: float = 0.0, tin: int = 0, tout: int = 0) -> UsageEvent:

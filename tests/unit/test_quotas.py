@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.accounting.ledger import UsageEvent, UsageLedger
 from app.accounting.quotas import KeyQuotas
+from app.accounting.request_windows import LocalRequestWindow
 from app.api.errors import APIError, to_api_error
 from app.serving.errors import RateLimited
 from app.settings import KeyLimitConfig
@@ -180,9 +181,10 @@ def test_rpm_default_vs_per_key(ledger: UsageLedger, clocks: Clocks) -> None:
 
 
 def test_admit_without_limit_keeps_nothing(ledger: UsageLedger, clocks: Clocks) -> None:
-    quotas = make_quotas(ledger, clocks)
+    window = LocalRequestWindow(clocks.monotonic)
+    quotas = KeyQuotas({}, KeyLimitConfig(), ledger, wall_clock=clocks.now, window=window)
     quotas.admit("alice")
-    assert quotas._recent == {}
+    assert window._recent == {}
 
 
 def test_admit_is_atomic_across_threads(ledger: UsageLedger, clocks: Clocks) -> None:

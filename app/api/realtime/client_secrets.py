@@ -3,8 +3,9 @@
 ``POST /v1/realtime/client_secrets`` (with a real key) returns ``ek_...`` and the session it
 configures. The secret opens realtime sessions, as many as wanted until it expires, on behalf of
 the key that created it (its limits and ledger rows are that key's); no HTTP endpoint accepts it.
-Secrets live in this process's memory, hashed: with several replicas, the one that issued a
-secret is the one that honours it.
+Revoking the key revokes its secrets. Secrets are stored hashed: in this process's memory (one
+replica honours only its own), or in Redis with ``shared_state_url`` (app/api/realtime/shared_secrets.py),
+where every replica honours them. The store's methods block: call them off the event loop.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +26,7 @@ from app.serving.realtime import SessionConfig
 
 SECRET_PREFIX = "ek_"
 MAX_SECRETS = 10_000
+MAX_LIFETIME_SECONDS = 7200
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,34 @@ class ClientSecret:
     config: SessionConfig | None  # None: the server's default session
 
 
+class ClientSecrets(Protocol):
+    def create(self, key_name: str, config: SessionConfig | None, seconds: int) -> tuple[str, int]:
+        """A new secret for ``key_name`` and its expiry (Unix seconds)."""
+        ...
+
+    def lookup(self, value: str) -> ClientSecret | None:
+        """The live secret ``value`` names, or None (unknown, expired or revoked)."""
+        ...
+
+    def revoke_key(self, key_name: str) -> None:
+        """Forget every secret the key created (the key was revoked)."""
+        ...
+
+
+def new_secret_value() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
 class ClientSecretStore:
+    """Secrets in this process's memory (the default, one replica)."""
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._secrets: dict[str, ClientSecret] = {}
 
     def create(self, key_name: str, config: SessionConfig | None, seconds: int) -> tuple[str, int]:
-        value = SECRET_PREFIX + secrets.token_urlsafe(32)
+        value = new_secret_value()
         expires_at = int(self._clock()) + seconds
         with self._lock:
             self._expire()
@@ -56,6 +78,11 @@ class ClientSecretStore:
             self._expire()
             return self._secrets.get(hash_key(value))
 
+    def revoke_key(self, key_name: str) -> None:
+        with self._lock:
+            for digest in [d for d, s in self._secrets.items() if s.key_name == key_name]:
+                del self._secrets[digest]
+
     def _expire(self) -> None:
         now = self._clock()
         for digest in [d for d, s in self._secrets.items() if s.expires_at <= now]:
@@ -65,7 +92,7 @@ class ClientSecretStore:
 class ExpiresAfter(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     anchor: str = "created_at"
-    seconds: int = Field(600, ge=10, le=7200)
+    seconds: int = Field(600, ge=10, le=MAX_LIFETIME_SECONDS)
 
 
 class SecretRequest(BaseModel):

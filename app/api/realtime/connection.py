@@ -23,6 +23,8 @@ from starlette.websockets import WebSocket
 
 from app.accounting.ledger_hooks import LedgerHooks
 from app.accounting.session_record import SessionRecord
+from app.accounting.shared_sessions import admit_session
+from app.accounting.shared_state import SharedStateUnavailable
 from app.api.realtime import client_events as wire
 from app.api.realtime.client_events import EventError, parse_client_event
 from app.api.realtime.server_events import EventRenderer, error_event, event_error, exception_error
@@ -138,10 +140,10 @@ class RealtimeConnection:
         try:
             if self.hooks.quotas is not None:
                 await anyio.to_thread.run_sync(self.hooks.quotas.admit, self.grant.principal.name)
-            self._ticket = self.registry.admit(self.grant.principal.name, route.model_id)
+            self._ticket = await admit_session(self.registry, self.grant.principal.name, route.model_id)
         except RateLimited as exc:
             return Closing(CLOSE_POLICY, exception_error(exc, None)), None
-        except SessionLimitReached as exc:  # the SDK's reconnect logic retries 1013
+        except (SessionLimitReached, SharedStateUnavailable) as exc:  # the SDK's reconnect logic retries 1013
             return Closing(CLOSE_TRY_AGAIN, exception_error(exc, None)), None
         self.record.opened()
         session = RealtimeSession(self.service, self.settings.realtime, config, self._emit, self.scorer)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.responses import JSONResponse
 
 from app.accounting.session_record import SessionRecord
+from app.accounting.shared_state import SharedStateUnavailable
 from app.api.auth import Principal
 from app.api.errors import APIError, invalid_value, to_api_error
 from app.api.realtime.client_secrets import parse_secret_request
@@ -36,10 +38,10 @@ async def _deny(websocket: WebSocket, error: APIError) -> None:
 @realtime_socket.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
     state = server_state(websocket)
-    try:
-        grant = authenticate(websocket, state.authenticator, state.client_secrets)
-    except APIError as exc:
-        await _deny(websocket, exc)
+    try:  # off the event loop: a client secret may be looked up in the shared store
+        grant = await anyio.to_thread.run_sync(authenticate, websocket, state.authenticator, state.client_secrets)
+    except (APIError, SharedStateUnavailable) as exc:
+        await _deny(websocket, to_api_error(exc))
         return
     beta = wants_beta(websocket)
     await websocket.accept(subprotocol=chosen_subprotocol(websocket))
@@ -78,7 +80,7 @@ async def create_client_secret(request: Request) -> JSONResponse:
     except ServingError as exc:
         raise to_api_error(exc) from exc
     lifetime = seconds or settings.realtime.client_secret_seconds
-    value, expires_at = store.create(principal.name, config, lifetime)
+    value, expires_at = await anyio.to_thread.run_sync(store.create, principal.name, config, lifetime)
     return JSONResponse(
         {"value": value, "expires_at": expires_at, "session": session_body(config, new_session_id(), expires_at)}
     )

@@ -8,7 +8,7 @@ from starlette.websockets import WebSocket
 
 from app.api.auth import Authenticator, Principal
 from app.api.errors import APIError
-from app.api.realtime.client_secrets import SECRET_PREFIX, ClientSecretStore
+from app.api.realtime.client_secrets import SECRET_PREFIX, ClientSecrets
 from app.serving.realtime import SessionConfig
 
 KEY_SUBPROTOCOL = "openai-insecure-api-key."
@@ -49,7 +49,7 @@ def _token(websocket: WebSocket) -> str | None:
     return None
 
 
-def authenticate(websocket: WebSocket, authenticator: Authenticator, client_secrets: ClientSecretStore) -> Grant:
+def authenticate(websocket: WebSocket, authenticator: Authenticator, client_secrets: ClientSecrets) -> Grant:
     """The caller's grant, or APIError 401 (answered before the upgrade). Tokens are never logged."""
     token = _token(websocket)
     if token is not None and token.startswith(SECRET_PREFIX):
