@@ -274,6 +274,13 @@ class Settings(BaseSettings):
         "84-s files, bench/README.md); skipped when the language must be detected and the piece is too short to "
         "be sure of it. null (default): Whisper's 30-s windows from the start.",
     )
+    blas_threads: int | None = Field(
+        1,
+        ge=1,
+        description="Threads of numpy's BLAS (OpenBLAS) in the server process, which computes Whisper's features "
+        "with it. Inferences already run side by side on their share of the cores; more BLAS threads only spin "
+        "(with 2 on 2 cores, a realtime decode took about 60 % more CPU). null: the library's default (one per core).",
+    )
     request_timeout_seconds: float = Field(
         3600.0, gt=0, description="Longest a request may take, queueing included; then it is stopped (504)."
     )

@@ -14,6 +14,7 @@ band, pauses between sentences), the radio phone-in call and the VoxConverse exc
 
     .venv/bin/python -m bench.realtime                     # tiny.en and base, alone then 2-4 sessions
     .venv/bin/python -m bench.realtime --models base --max-sessions 2
+    .venv/bin/python -m bench.realtime --models base --sessions 8    # one capacity level
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -246,11 +248,16 @@ def run(args: argparse.Namespace) -> int:
     shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]
     config = {
         # The models as the default config serves them (slots, threads), else embedded weights.
-        "models": {name: shipped.get(name, {"source": f"embedded:{name}"}) for name in args.models},
+        "models": {
+            name: shipped.get(name, {"source": f"embedded:{name}"}) | json.loads(args.model_settings)
+            for name in args.models
+        },
         "aliases": {"gpt-realtime-whisper": {"model": args.models[0], "usage": "tokens"}},
         "realtime": {"max_sessions_per_key": 64, "max_sessions_per_model": 64},
     }
     rows: list[dict[str, Any]] = []
+    out = args.out or RESULTS_DIR / f"realtime-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         config_path = workdir / "config.yaml"
@@ -268,13 +275,15 @@ def run(args: argparse.Namespace) -> int:
                     )
                 )  # warm-up; fmt: skip
                 # Latency: each recording alone in one session. Capacity: 2, 3, ... sessions at once.
-                for name in RECORDINGS:
+                for name in RECORDINGS if args.sessions is None else ():
                     level = asyncio.run(run_level(f"{server.base_url}/v1", server.process.pid, model, 1, audio, name))
                     row = level.row() | {"recordings": f"{LABELS[name]} alone"}
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
-                for sessions in range(2, args.max_sessions + 1):
-                    level = asyncio.run(run_level(f"{server.base_url}/v1", server.process.pid, model, sessions, audio))
+                for sessions in args.sessions or range(2, args.max_sessions + 1):
+                    level = asyncio.run(
+                        run_level(f"{server.base_url}/v1", server.process.pid, model, sessions, audio, args.recording)
+                    )
                     row = level.row() | {"recordings": ", ".join(LABELS[r.recording] for r in level.results)}
                     row["harvard_wer"] = next(
                         (wer_of(directory / "en_osr_harvard72_8k.txt", r.transcript)
@@ -283,16 +292,16 @@ def run(args: argparse.Namespace) -> int:
                     print(table([row]).splitlines()[-1], flush=True)
                     if not level.keeps_real_time and not args.all_levels:
                         break
+            # The server's log holds each session's decode counts (live, speculative, final, waits).
+            shutil.copyfile(server.log_path, out.with_suffix(".log"))
     print()
     print(table(rows))
-    out = args.out or RESULTS_DIR / f"realtime-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     load_after = load_average()
     out.write_text(json.dumps({
         "benchmark": "realtime", "commit": git_commit(), "rows": rows,
         "machine": machine_info(available_cores(), {"before": load_before, "after": load_after}),
     }, indent=2))  # fmt: skip
-    print(f"\nresults: {out}")
+    print(f"\nresults: {out} (server log: {out.with_suffix('.log')})")
     return 0
 
 
@@ -300,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], help="local models (embedded) to run")
     parser.add_argument("--max-sessions", type=int, default=4, help="most concurrent sessions tried per model")
+    parser.add_argument(
+        "--sessions", type=int, nargs="+", help="only these capacity levels (no recordings alone), e.g. --sessions 8"
+    )
+    parser.add_argument("--recording", choices=RECORDINGS, help="every capacity session on this recording")
+    parser.add_argument(
+        "--model-settings",
+        default="{}",
+        help='JSON of models.<id> keys to change, e.g. \'{"batching": true, "max_concurrency": 16}\'',
+    )
     parser.add_argument("--all-levels", action="store_true", help="keep going after a level misses real time")
     parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/realtime-<time>.json)")
     return parser

@@ -10,6 +10,7 @@ from app.serving.jobs import Presenters
 from app.serving.service import TranscriptionService
 from app.settings import Settings
 from engines.batching import BatchObserver
+from engines.cores import limit_blas_threads
 from engines.families import family, load_model
 from engines.manager import ModelEvents, ModelManager
 from engines.spec import LoadContext, ModelSpec
@@ -74,5 +75,7 @@ def build_service(
     batch_events: BatchEvents | None = None,
 ) -> TranscriptionService:
     """The service without any HTTP around it (benchmarks, and the app factory itself)."""
+    if settings.blas_threads is not None:
+        limit_blas_threads(settings.blas_threads)
     manager = build_manager(settings, loader=loader, events=events, batch_events=batch_events)
     return TranscriptionService(settings, manager, DiarizerHolder(settings.diarization), presenters)

@@ -43,39 +43,61 @@ class Reservation:
 
 
 class SlotQueue:
-    """A counting semaphore with two classes of waiters: normal ones first, then background ones (FIFO in each).
+    """A counting semaphore with three classes of waiters: normal ones, then urgent background ones, then the
+    other background ones (FIFO in each).
 
     Background work (a live turn's speculative decodes) so only ever gets a slot nobody else wants,
-    and sessions waiting for one take turns. Ownerless, like a semaphore: any task may release.
+    and sessions waiting for one take turns. Urgent background work (a turn that has shown no words
+    yet) goes before the rest: a first word is worth more than the next words of a turn already
+    showing some. The other background work holds at most ``background_limit`` slots at once: a
+    decode cannot be stopped once it runs, so a slot kept from it is one a final or a first word
+    finds free, on cores that are not all busy. Ownerless, like a semaphore: any task may release.
     """
 
-    def __init__(self, value: int) -> None:
+    def __init__(self, value: int, background_limit: int | None = None) -> None:
         self._value = value
+        self._background_limit = value if background_limit is None else background_limit
+        self._background_running = 0  # slots held by (capped) background work
         self._normal: deque[anyio.Event] = deque()
+        self._urgent: deque[anyio.Event] = deque()
         self._background: deque[anyio.Event] = deque()
 
-    async def acquire(self, *, background: bool = False) -> None:
+    async def acquire(self, *, background: bool = False, urgent: bool = False) -> None:
+        """Wait for a slot; the caller then releases it with ``release(capped=...)`` as it says."""
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if self._value > 0:  # a free slot means nobody waits: releases hand slots to waiters first
+        capped = self.capped(background=background, urgent=urgent)
+        # A free slot means nobody who could take it waits: releases hand slots to waiters first.
+        if self._value > 0 and not (capped and self._background_running >= self._background_limit):
             self._value -= 1
+            self._background_running += capped
             return
         event = anyio.Event()
-        queue = self._background if background else self._normal
+        queue = (self._background if capped else self._urgent) if background else self._normal
         queue.append(event)
         try:
             await event.wait()
         except BaseException:
             if event.is_set():
-                self.release()  # handed a slot just as the wait was cancelled: pass it on
+                self.release(capped=capped)  # handed a slot just as the wait was cancelled: pass it on
             else:
                 queue.remove(event)
             raise
 
-    def release(self) -> None:
-        for queue in (self._normal, self._background):
+    @staticmethod
+    def capped(*, background: bool, urgent: bool) -> bool:
+        """Whether work of this class counts against the background limit (what ``release`` must be told)."""
+        return background and not urgent
+
+    def release(self, *, capped: bool = False) -> None:
+        self._background_running -= capped
+        for queue in (self._normal, self._urgent):
             if queue:
                 queue.popleft().set()
                 return
+        if self._background and self._background_running < self._background_limit:
+            self._background_running += 1
+            self._background.popleft().set()
+            return
         self._value += 1
 
 
@@ -105,7 +127,8 @@ class ModelSlots:
         # Created on first use, inside the event loop that will use it. A semaphore rather than a
         # capacity limiter: a stream may be finished by a different task than the one that started it.
         if self._semaphore is None:
-            self._semaphore = SlotQueue(self.concurrency)
+            # Background work beyond a turn's first words leaves one slot to finals and first words.
+            self._semaphore = SlotQueue(self.concurrency, background_limit=max(1, self.concurrency - 1))
         return self._semaphore
 
     def retry_after(self) -> int:
@@ -125,16 +148,17 @@ class ModelSlots:
         return Reservation(self)
 
     @asynccontextmanager
-    async def run_in_background(self) -> AsyncIterator[None]:
+    async def run_in_background(self, *, urgent: bool = False) -> AsyncIterator[None]:
         """Wait for a slot behind every normal waiter, then run (a live turn's speculative decodes).
 
         Whatever else waits for a slot, a turn's final decode or a file request, goes first; the
-        background waiters take turns among themselves. Cancel the wait to give up.
+        background waiters take turns among themselves, ``urgent`` ones (a turn's first words)
+        before the others. Cancel the wait to give up.
         """
-        await self.semaphore.acquire(background=True)
+        await self.semaphore.acquire(background=True, urgent=urgent)
         self.reserved += 1
         try:
-            async with self._running():
+            async with self._running(capped=SlotQueue.capped(background=True, urgent=urgent)):
                 yield
         finally:
             self.reserved -= 1
@@ -151,7 +175,7 @@ class ModelSlots:
             yield
 
     @asynccontextmanager
-    async def _running(self) -> AsyncIterator[None]:
+    async def _running(self, *, capped: bool = False) -> AsyncIterator[None]:
         """Hold the acquired slot while running; give it back afterwards."""
         self.running += 1
         started = time.monotonic()
@@ -159,6 +183,6 @@ class ModelSlots:
             yield
         finally:
             self.running -= 1
-            self.semaphore.release()
+            self.semaphore.release(capped=capped)
             elapsed = time.monotonic() - started
             self._mean_run_seconds = 0.8 * self._mean_run_seconds + 0.2 * elapsed

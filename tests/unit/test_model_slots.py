@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 
 import anyio
@@ -159,6 +160,57 @@ async def test_background_work_waits_behind_every_normal_request() -> None:
             # background waiters take no queue place until they run; the normal ones do
             assert (slots.reserved, slots.running, slots.waiting) == (3, 1, 2)
     assert order == ["file", "final", "delta-1", "delta-2"]
+    assert (slots.reserved, slots.running) == (0, 0)
+
+
+async def test_urgent_background_work_goes_before_other_background_work_but_after_normal() -> None:
+    slots = ModelSlots("m", concurrency=1, max_queue=5)
+    order: list[str] = []
+
+    async def background(name: str, *, urgent: bool) -> None:
+        async with slots.run_in_background(urgent=urgent):
+            order.append(name)
+
+    async def normal(name: str) -> None:
+        async with slots.reserve(admitted=True).running():
+            order.append(name)
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as group, slots.reserve().running():
+            for name, urgent in [("later words", False), ("first words", True), ("more later words", False)]:
+                group.start_soon(functools.partial(background, name, urgent=urgent))
+                await anyio.wait_all_tasks_blocked()
+            group.start_soon(normal, "final")
+            await anyio.wait_all_tasks_blocked()
+            group.start_soon(functools.partial(background, "other first words", urgent=True))
+            await anyio.wait_all_tasks_blocked()
+    assert order == ["final", "first words", "other first words", "later words", "more later words"]
+
+
+async def test_background_work_past_the_first_words_leaves_a_slot_free() -> None:
+    slots = ModelSlots("m", concurrency=2, max_queue=5)
+    order: list[str] = []
+    release_first = anyio.Event()
+
+    async def background(name: str, *, urgent: bool, hold: anyio.Event | None = None) -> None:
+        async with slots.run_in_background(urgent=urgent):
+            order.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    with anyio.fail_after(WAIT):
+        async with anyio.create_task_group() as group:
+            group.start_soon(functools.partial(background, "later words", urgent=False, hold=release_first))
+            await anyio.wait_all_tasks_blocked()
+            group.start_soon(functools.partial(background, "more later words", urgent=False))
+            await anyio.wait_all_tasks_blocked()
+            # one slot is free, but not for more of the same: it stays for a final or a first word
+            assert (slots.running, order) == (1, ["later words"])
+            group.start_soon(functools.partial(background, "first words", urgent=True))
+            await anyio.wait_all_tasks_blocked()
+            assert order == ["later words", "first words"]
+            release_first.set()
+    assert order == ["later words", "first words", "more later words"]
     assert (slots.reserved, slots.running) == (0, 0)
 
 

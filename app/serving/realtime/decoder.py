@@ -14,8 +14,9 @@ one's final is decoded (on a model with two slots; with one, the live decode wai
 
 Live and speculative decodes wait for a model slot behind everything else (``run_in_background``),
 so a final decode, of this session or any other, and file requests always go first, and sessions
-take turns for what is left. Decoding happens in a worker thread; stopping the session cancels it
-at its next window.
+take turns for what is left, turns that have shown no words yet first; the decodes of turns already
+showing words leave one slot free for finals and first words. Decoding happens in a worker thread;
+stopping the session cancels it at its next window.
 
 The decoder sees its session only through ``TurnSource`` (the open turn and the audio so far) and
 the service only through ``ModelAccess``; committed turns are handed to it (``add_final``), and it
@@ -266,7 +267,7 @@ class TurnDecoder:
         try:
             with anyio.CancelScope() as waiting:
                 self._waiting = waiting
-                async with slots.run_in_background():
+                async with slots.run_in_background(urgent=decoding.deltas_sent == 0):
                     self._waiting = None
                     job = self._live_job()
                     if job is None or job[0] is not turn:
