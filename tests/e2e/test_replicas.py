@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -20,6 +21,12 @@ import openai
 import pytest
 import websockets
 from pytest_redis.executor import RedisExecutor
+from selenium.webdriver import Chrome
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.wait import WebDriverWait
 from websockets.exceptions import InvalidStatus
 
 from app.api.auth import hash_key, new_secret
@@ -42,7 +49,8 @@ CONFIG = {
 }
 INTENT = {"intent": "transcription"}
 SENTENCE = "Please bring the blue folder to my office."
-KEY_NAMES = ("test", "limited", "outage", "counted", "admin")
+KEY_NAMES = ("test", "limited", "outage", "counted", "console", "admin")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
 
 
 @pytest.fixture
@@ -169,6 +177,36 @@ def test_usage_from_both_replicas_appears_once(replicas: Replicas, speech: Path)
     counted = views[0]["counted"]
     assert counted["requests"] == 3 and 6 < counted["audio_seconds"] < 15
     assert views[0]["limited"]["requests"] == RPM  # refusals are not rows
+
+
+@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="Chromium and its driver are not installed")
+def test_the_console_of_either_replica_shows_usage_from_both(replicas: Replicas, speech: Path) -> None:
+    for index in (0, 1):
+        replicas.client(index, "console").audio.transcriptions.create(model="whisper-1", file=speech)
+    deadline = time.monotonic() + 10  # rows are written just after each answer
+    while time.monotonic() < deadline:
+        rows = {row["key"]: row for row in replicas.get(0, "/admin/usage").json()["data"]}
+        if rows.get("console", {}).get("requests") == 2:
+            break
+        time.sleep(0.2)
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    browser = Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        for server in replicas.servers:
+            browser.get(f"{server.base_url}/console")
+            field = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "api-key"))
+            field.send_keys(replicas.keys["admin"], Keys.ENTER)
+
+            def console_requests(driver: Chrome) -> str | None:
+                rows = driver.find_elements(By.CSS_SELECTOR, '#usage tr[data-key="console"]')
+                return rows[0].find_elements(By.TAG_NAME, "td")[0].text if rows else None
+
+            assert WebDriverWait(browser, 30, poll_frequency=0.2).until(console_requests) == "2"
+    finally:
+        browser.quit()
 
 
 @pytest.mark.anyio
