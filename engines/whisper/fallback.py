@@ -25,6 +25,17 @@ PASSED_THROUGH = ("length_penalty", "repetition_penalty", "no_repeat_ngram_size"
 
 Record = Callable[[Any, list[int], list[int]], None]  # (encoder_output, prompt, sequence) of a rewritten result
 FULL_WINDOW_POSITIONS = 1500  # encoder positions of Whisper's 30-s window
+# The work of a window is bounded by its audio: speech takes 3-6 text tokens a second (up to about 12
+# in languages whose characters take several tokens), timestamps about one more every few seconds.
+# A decode that loops on a hostile prompt or keyword list stops at what its audio could need instead
+# of at the model's 448, on every attempt of every window, in every mode.
+TOKENS_PER_AUDIO_SECOND = 20
+EXTRA_TOKENS = 32
+
+
+def audio_token_budget(audio_seconds: float) -> int:
+    """The most tokens a window with this much audio may generate."""
+    return int(np.ceil(TOKENS_PER_AUDIO_SECOND * audio_seconds)) + EXTRA_TOKENS
 
 
 class WindowEncoder(Protocol):
@@ -153,7 +164,8 @@ class WindowDecoder:
         )
 
     def _decide(self, encoder_output: Any, prompt: list[int], tokenizer: Any, options: Any) -> tuple[Attempt, bool]:
-        """The window's kept attempt, and whether the requested decode passed every check as it was."""
+        """The window's kept attempt, and whether it is clean: the requested decode passed every check as it
+        was, or failed only by copying the prompt and the decode without it passed."""
         # Keywords (faster-whisper's hotwords) open the previous-text part of the prompt: they stay
         # in every re-decode, and are not text that a window could copy.
         self._hint = _hotword_tokens(prompt, tokenizer, options, self.model.max_length)
@@ -198,7 +210,11 @@ class WindowDecoder:
                 "; ".join(f"{a.label}: {a.check.describe()}, log-prob {a.avg_logprob:.2f}" for a in attempts),
                 chosen.label,
             )
-        return chosen, len(attempts) == 1 and chosen.passes
+        # A requested decode that only copied the prompt is the prompt's doing, not the window's: the
+        # decode without it is as clean, and a full window would fail the same way (a hostile prompt
+        # would otherwise buy every window a second, 30-s decode).
+        prompt_copies = all(a.check.copies_prompt for a in attempts[:-1])
+        return chosen, chosen.passes and chosen is attempts[-1] and prompt_copies
 
     def _decode(
         self,
@@ -223,6 +239,8 @@ class WindowDecoder:
         max_length = self.model.max_length
         if options.max_new_tokens is not None:
             max_length = min(max_length, len(prompt) + options.max_new_tokens)
+        if self._frames is not None:
+            max_length = min(max_length, len(prompt) + audio_token_budget(self._frames / 100))
         passed = {name: getattr(options, name) for name in PASSED_THROUGH}
         result = self.model.model.generate(
             encoder_output,
