@@ -2,7 +2,8 @@
 
 A 1-s clip (espeak-ng) is sent through the openai SDK to the real server (the shipped default config, `base`)
 plainly and with each hostile variant: 5,000 right-to-left overrides (U+202E) as the prompt, one word
-repeated 2,000 times as the prompt, 100 keywords of 40 overrides, 100 distinct keywords. Requests run one
+repeated 2,000 times as the prompt, 100 keywords of 200 characters (the most the request rules allow;
+control and bidi characters are refused), 100 distinct keywords. Requests run one
 at a time; each is timed by the server process's CPU seconds (and its wall time at the client). The
 multiple is each variant's median CPU over the plain clip's median.
 
@@ -37,7 +38,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "prompt: 5,000 x U+202E": {"prompt": "\u202e" * 5000},
     "prompt: 'hello ' x 2,000": {"prompt": "hello " * 2000},
-    "keywords: 100 x (40 x U+202E)": {"extra_body": {"keywords": ["\u202e" * 40] * 100}},
+    # The most the request rules let through: 100 distinct keywords of 200 characters each.
+    "keywords: 100 x 200 chars": {"extra_body": {"keywords": [f"{i:03d}" + "zq" * 98 + "z" for i in range(100)]}},
     "keywords: 100 distinct": {"extra_body": {"keywords": [f"keyword{i}" for i in range(100)]}},
 }
 

@@ -19,6 +19,7 @@ from starlette.datastructures import FormData, UploadFile
 from app.api.errors import APIError, invalid_value
 from app.api.languages import normalize_language
 from app.api.middleware import body_too_large
+from app.api.request_rules import check_keywords, check_language_pair, check_languages, check_prompt
 from app.serving.protocol import (
     TRANSLATION_FORMATS,
     AudioRequest,
@@ -35,7 +36,6 @@ _FALSE = {"false", "0", "no", "off", ""}
 # JSON nested deeper than Python's recursion limit, integers past its digit limit, huge names.
 MAX_JSON_CHARS = 4096
 MAX_NAME_CHARS = 256
-MAX_PROMPT_CHARS = 65_536
 MAX_NUMBER_CHARS = 64
 # Plain ASCII decimals only: float() would also take "1_000", "١٢" (Arabic-Indic digits) and "infinity".
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
@@ -219,37 +219,6 @@ def _language(fields: Fields) -> str | None:
     return code
 
 
-MAX_KEYWORDS = 100
-MAX_KEYWORD_CHARS = 200
-
-
-def parse_keywords(values: list[str], param: str = "keywords") -> tuple[str, ...]:
-    """Words or phrases to favour: stripped, non-empty, at most ``MAX_KEYWORDS`` of reasonable length."""
-    keywords = tuple(value.strip() for value in values if value.strip())
-    if len(keywords) > MAX_KEYWORDS:
-        raise invalid_value(param, f"At most {MAX_KEYWORDS} keywords are supported, got {len(keywords)}.")
-    for keyword in keywords:
-        if len(keyword) > MAX_KEYWORD_CHARS:
-            raise invalid_value(param, f"Each keyword must be at most {MAX_KEYWORD_CHARS} characters.")
-    return keywords
-
-
-def parse_languages(values: list[str], param: str = "languages") -> tuple[str, ...]:
-    """ISO-639-1 codes (or English names) of the possible languages, normalised, without duplicates."""
-    codes: list[str] = []
-    for value in values:
-        if not value.strip():
-            continue
-        code = normalize_language(value)
-        if code is None:
-            raise invalid_value(
-                param, f"Unsupported language {value!r}; use ISO-639-1 codes such as 'en'.", code="unsupported_value"
-            )
-        if code not in codes:
-            codes.append(code)
-    return tuple(codes)
-
-
 def _chunking(fields: Fields) -> ChunkingStrategy | None:
     obj: dict[str, Any] | None = fields.objects.get("chunking_strategy")
     raw = fields.text("chunking_strategy")
@@ -329,13 +298,6 @@ def _data_url_bytes(url: str, index: int) -> bytes:
         raise invalid_value(param, f"known_speaker_references[{index}] is not valid base64.") from None
 
 
-def _prompt(fields: Fields) -> str | None:
-    prompt = fields.text("prompt")
-    if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
-        raise invalid_value("prompt", f"'prompt' is too long: at most {MAX_PROMPT_CHARS} characters.")
-    return prompt or None
-
-
 async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) -> AudioRequest:
     """Validate the form of /audio/transcriptions or /audio/translations into an AudioRequest."""
     fields = Fields(form)
@@ -372,6 +334,11 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         raise invalid_value("include", "include[]=logprobs is only supported with response_format 'json'.")
     explicit_granularities = bool(fields.texts("timestamp_granularities"))
     num_speakers, min_speakers, max_speakers = (None, None, None) if translate else _speaker_counts(fields)
+    language = None if translate else _language(fields)
+    languages = () if translate else check_languages(fields.texts("languages"))
+    check_language_pair(language, languages)
+    keywords = check_keywords(fields.texts("keywords"))
+    prompt = check_prompt(fields.text("prompt"))
     data = await upload.read()
     if len(data) > max_upload_bytes:
         raise body_too_large(max_upload_bytes)
@@ -382,8 +349,8 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         file=data,
         model=model,
         response_format=response_format,
-        language=None if translate else _language(fields),
-        prompt=_prompt(fields),
+        language=language,
+        prompt=prompt,
         temperature=parse_float("temperature", fields.text("temperature"), 0.0, low=0.0, high=1.0),
         word_timestamps="word" in granularities,
         segment_timestamps="segment" in granularities or not explicit_granularities,
@@ -394,7 +361,7 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
-        keywords=parse_keywords(fields.texts("keywords")),
-        languages=() if translate else parse_languages(fields.texts("languages")),
+        keywords=keywords,
+        languages=languages,
         channels=None if translate else _channels(fields),
     )

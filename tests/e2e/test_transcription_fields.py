@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -58,6 +59,25 @@ def test_bad_languages_and_keywords_are_400s(client: openai.OpenAI, rare_name_wa
     with pytest.raises(openai.BadRequestError) as caught:
         client.audio.transcriptions.create(model="gpt-transcribe", file=rare_name_wav, keywords=["x" * 201])
     assert caught.value.param == "keywords"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"keywords": ["Siobhan\nKowalczyk"]}, "keywords"),
+        ({"keywords": ["<b>Siobhan</b>"]}, "keywords"),
+        ({"keywords": [" "]}, "keywords"),
+        ({"language": "en", "languages": ["en", "fr"]}, "languages"),
+    ],
+    ids=["keyword with a line break", "keyword with markup", "blank keyword", "language with languages"],
+)
+def test_the_request_rules_are_400s_with_their_param(
+    client: openai.OpenAI, rare_name_wav: Path, fields: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.audio.transcriptions.create(model="gpt-transcribe", file=rare_name_wav, **fields)
+    assert caught.value.param == param
+    assert caught.value.code == "invalid_value"
 
 
 def test_the_2026_model_names_are_served() -> None:

@@ -6,9 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 from app.api.errors import APIError
-from app.api.form import parse_keywords, parse_languages
 from app.api.languages import normalize_language
 from app.api.realtime import client_events as wire
+from app.api.request_rules import check_keywords, check_language_pair, check_languages, check_prompt
 from app.serving.errors import InvalidInput
 from app.serving.realtime import (
     NoiseReductionConfig,
@@ -51,18 +51,28 @@ def _transcription(current: TranscriptionConfig, update: wire.Transcription, par
         changes["model"] = update.model
     if "language" in fields:
         changes["language"] = _language(update.language, f"{param}.language")
-    if "prompt" in fields:
-        changes["prompt"] = update.prompt or None
     try:
+        if "prompt" in fields:
+            changes["prompt"] = check_prompt(update.prompt, f"{param}.prompt")
         if "keywords" in fields:
-            changes["keywords"] = parse_keywords(update.keywords or [], f"{param}.keywords")
-        if "languages" in fields:
-            changes["languages"] = parse_languages(update.languages or [], f"{param}.languages")
+            changes["keywords"] = check_keywords(update.keywords or [], f"{param}.keywords")
+        if "languages" in fields and update.languages is not None:
+            changes["languages"] = check_languages(update.languages, f"{param}.languages", allow_empty=False)
+        elif "languages" in fields:
+            changes["languages"] = ()  # null clears the list
+        if "delay" in fields:
+            changes["delay"] = update.delay
+        merged = replace(current, **changes)
+        # The merged session is checked, so a later update cannot pair languages with an earlier language.
+        check_language_pair(merged.language, merged.languages, f"{param}.{_pair_param(fields, update)}")
     except APIError as exc:
         raise _as_invalid(exc) from None
-    if "delay" in fields:
-        changes["delay"] = update.delay
-    return replace(current, **changes)
+    return merged
+
+
+def _pair_param(fields: set[str], update: wire.Transcription) -> str:
+    """Which of the pair to blame: ``languages`` if this update set it, else the ``language`` it set."""
+    return "languages" if "languages" in fields and update.languages else "language"
 
 
 def _turn_detection(update: wire.TurnDetection | None) -> TurnDetectionConfig:
