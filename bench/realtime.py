@@ -41,6 +41,7 @@ from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
 from bench.common import (
     BenchError,
     audio_dir,
+    bench_main,
     busy_warning,
     git_commit,
     load_average,
@@ -324,12 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return bench_main(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import yaml
 from openai import OpenAI
 
 from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
-from bench.common import BenchError, busy_warning, git_commit, load_average, process_cpu_seconds, run_server
+from bench.common import bench_main, busy_warning, git_commit, load_average, process_cpu_seconds, run_server
 from bench.speech import espeak
 from bench.tables import render_table
 
@@ -107,14 +106,5 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(bench_main(build_parser(), run, sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real server per test session, an SDK client, generated speech, PostgreSQL and Redis."""
+"""Shared fixtures: one real server per test session, an SDK client, generated speech, PostgreSQL and Redis, and
+Whisper base in process with its model calls recorded."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import openai
 import pytest
 from pytest_redis.executor import RedisExecutor
 
+from engines.whisper.engine import WhisperEngine
 from tests.audio import SYNTH_SENTENCE, espeak
+from tests.recorded_whisper import recorded_base
 from tests.server import RunningServer, run_server, sdk_client
 from tests.services import PostgresServer, postgres_server, redis_server
 
@@ -43,3 +46,10 @@ def redis_service() -> Iterator[RedisExecutor]:
     """A real redis-server for the session (tests that stop it start their own: see tests/services.py)."""
     with redis_server() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperEngine]:
+    """Whisper base in this process, its model's calls written down (tests that count encodes and tokens)."""
+    with recorded_base(tmp_path_factory.mktemp("models")) as loaded:
+        yield loaded

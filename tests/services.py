@@ -96,11 +96,8 @@ def _as_user_wrapper(folder: Path, pg_ctl: str, account: pwd.struct_passwd) -> s
 
 @contextmanager
 def postgres_server() -> Iterator[PostgresServer]:
-    pg_ctl = pg_ctl_path()
-    if pg_ctl is None:
-        missing("PostgreSQL (pg_ctl)", "postgresql")
-    folder = Path(tempfile.mkdtemp(prefix="stt-pg-"))
-    try:
+    pg_ctl = _required(pg_ctl_path(), "PostgreSQL (pg_ctl)", "postgresql")
+    with _scratch_folder("stt-pg-") as folder:
         executable = pg_ctl
         if _is_root():
             account = _unprivileged_account()
@@ -120,25 +117,16 @@ def postgres_server() -> Iterator[PostgresServer]:
             # Throwaway data: skip the fsyncs that make a 2-core CI machine slow.
             postgres_options="-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
         )
-        executor.start()
-        try:
+        with _started(executor):
             yield PostgresServer(executor)
-        finally:
-            executor.stop()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @contextmanager
 def redis_server() -> Iterator[RedisExecutor]:
     """A redis-server without persistence; ``stop()`` / ``start()`` on it make an outage and the recovery."""
-    executable = redis_server_path()
-    if executable is None:
-        missing("redis-server", "redis-server")
-    folder = Path(tempfile.mkdtemp(prefix="stt-redis-"))
-    try:
+    with _scratch_folder("stt-redis-") as folder:
         executor = RedisExecutor(
-            executable=executable,
+            executable=_required(redis_server_path(), "redis-server", "redis-server"),
             databases=4,
             redis_timeout=30,
             loglevel="warning",
@@ -147,13 +135,33 @@ def redis_server() -> Iterator[RedisExecutor]:
             save='""',
             datadir=folder,
         )
-        executor.start()
-        try:
+        with _started(executor):
             yield executor
-        finally:
-            executor.stop()
+
+
+def _required(path: str | None, what: str, package: str) -> str:
+    if path is None:
+        missing(what, package)
+    return path
+
+
+@contextmanager
+def _scratch_folder(prefix: str) -> Iterator[Path]:
+    """A throwaway folder for one server's data, socket and log, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _started(executor: PostgreSQLExecutor | RedisExecutor) -> Iterator[None]:
+    executor.start()
+    try:
+        yield
+    finally:
+        executor.stop()
 
 
 def redis_url(executor: RedisExecutor, db: int = 0) -> str:

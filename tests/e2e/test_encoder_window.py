@@ -8,7 +8,6 @@ looks wrong is decoded again on the full 30 s; word times and log-probs stay ins
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +19,13 @@ from app.settings import Settings
 from bench.speech import SYNTH_SENTENCE, espeak, repeat_audio, wer
 from engines.audio import SAMPLE_RATE, decode_audio
 from engines.longform import LongFormConfig, LongFormRun
-from engines.spec import LoadContext, ModelSpec
 from engines.types import DecodeOptions
 from engines.whisper.adapter import WINDOW_BUCKET_FRAMES
 from engines.whisper.engine import WhisperEngine
-from engines.whisper.loading import load_whisper
+from tests.recorded_whisper import recorder
 
 FULL_WINDOW_FRAMES = 3000
 PADDING = 10.0
-
-
-class CountingModel:
-    """The CTranslate2 model, with the frame count of every encoder call written down."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.encoded: list[int] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def encode(self, features: Any, to_cpu: bool = False) -> Any:
-        self.encoded.append(int(features.shape[-1]))
-        return self.inner.encode(features, to_cpu=to_cpu)
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperEngine]:
-    cache = tmp_path_factory.mktemp("models")
-    loaded = load_whisper(ModelSpec(name="base", source="embedded:base"), LoadContext(cache_dir=cache, offline=True))
-    loaded.model.model = CountingModel(loaded.model.model)
-    yield loaded
-    loaded.close()
-
-
-def counter(engine: WhisperEngine) -> CountingModel:
-    model = engine.model.model
-    assert isinstance(model, CountingModel)
-    model.encoded.clear()
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +43,7 @@ def transcribe(engine: WhisperEngine, path: Path, options: DecodeOptions) -> tup
 def test_a_clip_without_a_language_is_encoded_once(
     engine: WhisperEngine, sentence: Path, padding: float | None
 ) -> None:
-    model = counter(engine)
+    model = recorder(engine)
     text, _, language = transcribe(engine, sentence, DecodeOptions(encoder_padding_seconds=padding))
     seconds = decode_audio(sentence.read_bytes()).size / SAMPLE_RATE
     assert language == "en"
@@ -116,7 +83,7 @@ def test_a_skipped_repeat_is_decoded_again_on_the_full_window(
     the full 30 s (without the guard, a repetition is lost)."""
     repeated = repeat_audio(sentence, tmp_path / "repeated.wav", 3)
     vad = chunking_vad(Settings(), ChunkingStrategy(type="auto"))
-    model = counter(engine)
+    model = recorder(engine)
     # 5 s of padding: the 13.7-s rest of the chunk is encoded at 20 s (at 10 s of padding, at 30 s)
     options = DecodeOptions(language="en", encoder_padding_seconds=5.0)
     run = LongFormRun(engine, options, [decode_audio(repeated.read_bytes())], LongFormConfig(vad=vad))

@@ -4,8 +4,6 @@ answers such a request through the SDK with the clip's words."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +11,12 @@ import openai
 import pytest
 
 from engines.audio import SAMPLE_RATE, decode_audio
-from engines.spec import LoadContext, ModelSpec
 from engines.types import FALLBACK_TEMPERATURES, DecodeOptions
 from engines.whisper import fallback
 from engines.whisper.engine import WhisperEngine
 from engines.whisper.fallback import audio_token_budget
-from engines.whisper.loading import load_whisper
 from tests.audio import espeak, wer
+from tests.recorded_whisper import Generation, RecordedModel, recorder
 
 pytestmark = pytest.mark.e2e
 
@@ -35,56 +32,17 @@ HOSTILE_KEYWORDS = {
 MAX_GENERATE_CALLS = 2 * (3 + len(FALLBACK_TEMPERATURES))
 
 
-@dataclass
-class Call:
-    prompt: int
-    generated: int
-
-
-class RecordingModel:
-    """The CTranslate2 model, with the prompt and output length of every generate call written down."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[Call] = []
-        self.encoded: list[int] = []  # frames of each encoder call
-
-    def encode(self, features: Any, to_cpu: bool = False) -> Any:
-        self.encoded.append(int(features.shape[-1]))
-        return self.inner.encode(features, to_cpu=to_cpu)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def generate(self, encoder_output: Any, prompts: list[list[int]], **kwargs: Any) -> Any:
-        results = self.inner.generate(encoder_output, prompts, **kwargs)
-        for prompt, result in zip(prompts, results, strict=True):
-            self.calls.append(Call(len(prompt), max(len(s) for s in result.sequences_ids)))
-        return results
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhisperEngine]:
-    cache = tmp_path_factory.mktemp("models")
-    loaded = load_whisper(ModelSpec(name="base", source="embedded:base"), LoadContext(cache_dir=cache, offline=True))
-    loaded.model.model = RecordingModel(loaded.model.model)
-    yield loaded
-    loaded.close()
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return espeak(tmp_path_factory.mktemp("speech") / "clip.wav", CLIP_TEXT)
 
 
-def decode(engine: WhisperEngine, path: Path, **options: Any) -> tuple[str, list[Call], float]:
-    recorder = engine.model.model
-    assert isinstance(recorder, RecordingModel)
-    recorder.calls.clear()
+def decode(engine: WhisperEngine, path: Path, **options: Any) -> tuple[str, list[Generation], float]:
+    model = recorder(engine)
     audio = decode_audio(path.read_bytes())
     _, segments = engine.transcribe(audio, DecodeOptions(task="transcribe", language="en", **options))
     text = "".join(s.text for s in segments).strip()
-    return text, list(recorder.calls), audio.size / SAMPLE_RATE
+    return text, list(model.generations), audio.size / SAMPLE_RATE
 
 
 @pytest.mark.parametrize("padding", [10.0, None], ids=["shortened window", "30-s window"])
@@ -113,14 +71,14 @@ def test_a_hostile_request_generates_no_more_than_the_audio_allows(
 def test_a_prompt_that_is_only_copied_buys_no_full_window_decode(engine: WhisperEngine, clip: Path) -> None:
     """The decoder copies the repeated word of the prompt; the decode without the prompt is clean, and a 30-s
     window would fail the same way: the shortened window is kept (one encode, no second one on 30 s)."""
-    recorder = engine.model.model
-    assert isinstance(recorder, RecordingModel)
-    recorder.encoded.clear()
     text, _, _ = decode(
         engine, clip, encoder_padding_seconds=10.0, full_window_guard=True, prompt=HOSTILE_PROMPTS["one word repeated"]
     )
     assert wer(CLIP_TEXT, text) <= 0.5, text
-    assert recorder.encoded and all(frames < 3000 for frames in recorder.encoded), recorder.encoded
+    model = engine.model.model
+    assert isinstance(model, RecordedModel)
+    encoded = model.encoded  # of the decode above
+    assert encoded and all(frames < 3000 for frames in encoded), encoded
 
 
 def test_the_budget_leaves_ordinary_speech_whole(
