@@ -17,12 +17,13 @@ import wave
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import yaml
 
 from app.api.presenters import API_PRESENTERS
 from app.serving.errors import ModelNotFound
@@ -484,3 +485,19 @@ def _wait_until_up(server: Server, timeout: float) -> None:
             pass
         time.sleep(0.25)
     raise BenchError(f"server did not start within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def server_config(models: Sequence[str], model_settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The models as the default config serves them (slots, threads), else embedded weights; sessions unlimited."""
+    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]
+    return {
+        "models": {name: shipped.get(name, {"source": f"embedded:{name}"}) | (model_settings or {}) for name in models},
+        "realtime": {"max_sessions_per_key": 64, "max_sessions_per_model": 64},
+    }
+
+
+def results_file(out: Path | None, prefix: str) -> Path:
+    """``out``, or bench/results/<prefix>-<time>.json; its folder made."""
+    path = out or RESULTS_DIR / f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

@@ -15,6 +15,7 @@ band, pauses between sentences), the radio phone-in call and the VoxConverse exc
     .venv/bin/python -m bench.realtime                     # tiny.en and base, alone then 2-4 sessions
     .venv/bin/python -m bench.realtime --models base --max-sessions 2
     .venv/bin/python -m bench.realtime --models base --sessions 8    # one capacity level
+    .venv/bin/python -m bench.realtime --translate                   # translation (bench/realtime_translation.py)
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ import numpy as np
 import yaml
 from openai import AsyncOpenAI
 
-from app.settings import DEFAULT_CONFIG, PROJECT_ROOT
+from app.settings import PROJECT_ROOT
+from bench import realtime_translation
 from bench.common import (
     BenchError,
     audio_dir,
@@ -47,7 +48,9 @@ from bench.common import (
     load_average,
     machine_info,
     process_cpu_seconds,
+    results_file,
     run_server,
+    server_config,
 )
 from bench.speech import wer
 from bench.stats import percentile
@@ -237,6 +240,8 @@ def wer_of(reference_path: Path, text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.translate:
+        return realtime_translation.run(args)
     directory = audio_dir()
     missing = [name for name in RECORDINGS if not (directory / name).is_file()]
     if missing:
@@ -246,19 +251,10 @@ def run(args: argparse.Namespace) -> int:
     warning = busy_warning(load_before)
     if warning:
         print(warning, file=sys.stderr)
-    shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())["models"]
-    config = {
-        # The models as the default config serves them (slots, threads), else embedded weights.
-        "models": {
-            name: shipped.get(name, {"source": f"embedded:{name}"}) | json.loads(args.model_settings)
-            for name in args.models
-        },
-        "aliases": {"gpt-realtime-whisper": {"model": args.models[0], "usage": "tokens"}},
-        "realtime": {"max_sessions_per_key": 64, "max_sessions_per_model": 64},
-    }
+    config = server_config(args.models, json.loads(args.model_settings))
+    config["aliases"] = {"gpt-realtime-whisper": {"model": args.models[0], "usage": "tokens"}}
     rows: list[dict[str, Any]] = []
-    out = args.out or RESULTS_DIR / f"realtime-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_file(args.out, "realtime")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         config_path = workdir / "config.yaml"
@@ -321,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--all-levels", action="store_true", help="keep going after a level misses real time")
     parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/realtime-<time>.json)")
+    parser.add_argument(
+        "--translate", action="store_true", help="translation sessions instead: first and last delta, 1 and 3 sessions"
+    )
     return parser
 
 

@@ -44,6 +44,11 @@ def sdk_client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.v1, api_key=server.api_key, max_retries=0, timeout=300)
 
 
+def async_sdk_client(server: RunningServer, api_key: str | None = None) -> openai.AsyncOpenAI:
+    """The async SDK client (realtime sessions) on ``server``, with its key unless another is given."""
+    return openai.AsyncOpenAI(base_url=server.v1, api_key=api_key or server.api_key, max_retries=0)
+
+
 def default_test_config() -> dict[str, object]:
     return {
         # as configs/default.yaml: windows encoded as their audio plus 10 s of padding

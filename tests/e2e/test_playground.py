@@ -495,6 +495,27 @@ def test_live_captions_from_the_microphone(
     assert page_errors(browser) == []
 
 
+def test_live_translation_to_english(browser: Chrome, web_server: RunningServer) -> None:
+    """ "Translate to English" opens a translation session (the fake microphone speaks English, which
+    Whisper's translate task passes through): a running English caption, finished on Stop."""
+    open_page(browser, web_server, "playground")
+    use_key(browser, web_server.api_key)
+    browser.find_element(By.ID, "tab-live").click()
+    select(browser, "live-model", "base")
+    browser.find_element(By.ID, "live-translate").click()
+    browser.find_element(By.ID, "live-start").click()
+    wait(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-live") == "listening", 60, "mic")
+    wait(browser, lambda d: d.find_element(By.ID, "captions").text, 60, "the first translated words")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and wer(LIVE_TEXT, browser.find_element(By.ID, "captions").text) > 0.5:
+        time.sleep(0.2)
+    browser.find_element(By.ID, "live-stop").click()
+    wait(browser, lambda d: d.find_element(By.ID, "live-status").text == "Stopped.", 30, "the stop")
+    text = turns_text(browser)
+    assert prefix_wer(LIVE_TEXT, text) <= 0.5, text
+    assert page_errors(browser) == []
+
+
 # --- the console -------------------------------------------------------------------------------------------------
 
 

@@ -199,21 +199,27 @@ class EventError(Exception):
         self.event_id = event_id
 
 
-def _event_id(data: dict[str, Any]) -> str | None:
+def event_id_of(data: dict[str, Any]) -> str | None:
     value = data.get("event_id")
     return value if isinstance(value, str) else None
 
 
-def parse_client_event(raw: str | bytes) -> ClientEvent:
-    """One message from the client, validated, or EventError saying what is wrong and where."""
+def event_object(raw: str | bytes) -> dict[str, Any]:
+    """A client message as the JSON object every event is, or EventError."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         raise EventError("The message is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise EventError("An event must be a JSON object.", code="invalid_json")
+    return data
+
+
+def parse_client_event(raw: str | bytes) -> ClientEvent:
+    """One message from the client, validated, or EventError saying what is wrong and where."""
+    data = event_object(raw)
     kind = data.get("type")
-    event_id = _event_id(data)
+    event_id = event_id_of(data)
     if not isinstance(kind, str):
         raise EventError("Missing required parameter: 'type'.", code="missing_required_parameter", param="type",
                          event_id=event_id)  # fmt: skip
@@ -232,7 +238,7 @@ def parse_client_event(raw: str | bytes) -> ClientEvent:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _validation_error(exc, event_id) from None
+        raise validation_error(exc, event_id) from None
 
 
 _UNION_FIELDS = {"session": {"transcription", "realtime"}, "format": {"audio/pcm", "audio/pcmu", "audio/pcma"},
@@ -249,7 +255,7 @@ def _param(location: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-def _validation_error(exc: ValidationError, event_id: str | None) -> EventError:
+def validation_error(exc: ValidationError, event_id: str | None) -> EventError:
     first = exc.errors()[0]
     param = _param(first.get("loc", ()))
     kind = first.get("type", "")

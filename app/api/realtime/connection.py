@@ -14,7 +14,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.to_thread
@@ -44,6 +44,13 @@ CLOSE_NORMAL, CLOSE_POLICY, CLOSE_INTERNAL, CLOSE_TRY_AGAIN = 1000, 1008, 1011, 
 MODEL_PARAM = "session.audio.input.transcription.model"
 
 Outgoing = SessionEvent | dict[str, Any]
+
+
+class AudioEvent(Protocol):
+    """An append, in either session protocol."""
+
+    audio: str
+    event_id: str | None
 
 
 @dataclass(frozen=True)
@@ -124,13 +131,9 @@ class RealtimeConnection:
 
     async def _open(self) -> tuple[Closing | None, RealtimeSession | None]:
         """Check the intent, the key's quotas and the session limits, then start the session."""
-        if self.websocket.query_params.get("intent") != "transcription":
-            message = (
-                "This server only serves transcription sessions: connect with ?intent=transcription "
-                "(client.realtime.connect(extra_query={'intent': 'transcription'}))."
-            )
-            return Closing(CLOSE_POLICY, error_event(message, code="unsupported_session_type", param="intent",
-                                                     event_id=None)), None  # fmt: skip
+        refusal = self._refusal()
+        if refusal is not None:
+            return refusal, None
         config = self._initial_config()
         try:
             route = self.service.resolve(config.transcription.model)
@@ -154,6 +157,21 @@ class RealtimeConnection:
             await session.aclose()
             return Closing(CLOSE_INTERNAL, exception_error(exc, None)), None
         return None, session
+
+    def _refusal(self) -> Closing | None:
+        """Why this connection is not served at all (before any session starts), if it is not."""
+        if self.websocket.query_params.get("intent") != "transcription":
+            message = (
+                "This server only serves transcription sessions: connect with ?intent=transcription "
+                "(client.realtime.connect(extra_query={'intent': 'transcription'}))."
+            )
+            return Closing(CLOSE_POLICY, error_event(message, code="unsupported_session_type", param="intent",
+                                                     event_id=None))  # fmt: skip
+        if self.grant.config is not None and self.grant.config.task != "transcribe":
+            return Closing(CLOSE_POLICY, error_event(
+                "This client secret opens translation sessions (/v1/realtime/translations).",
+                code="unsupported_session_type", param=None, event_id=None))  # fmt: skip
+        return None
 
     def _initial_config(self) -> SessionConfig:
         if self.grant.config is not None:
@@ -192,11 +210,14 @@ class RealtimeConnection:
                     self._client_code = int(message.get("code") or 1005)
                     return None
                 data = message.get("text")
-                await self._handle(session, data if data is not None else message.get("bytes") or b"")
+                closing = await self._handle(session, data if data is not None else message.get("bytes") or b"")
+                if closing is not None:
+                    return closing
         text = f"The session reached its maximum length of {limits.max_session_seconds:g} s."
         return Closing(CLOSE_POLICY, error_event(text, code="session_expired", param=None, event_id=None))
 
-    async def _handle(self, session: RealtimeSession, data: str | bytes) -> None:
+    async def _handle(self, session: RealtimeSession, data: str | bytes) -> Closing | None:
+        """Act on one client message; a Closing ends the session (``_receive`` returns it)."""
         event_id: str | None = None
         try:
             event = parse_client_event(data)
@@ -223,8 +244,9 @@ class RealtimeConnection:
         except Exception as exc:  # a bug must not end the session, let alone the server
             log.exception("realtime event failed")
             self._out.send_nowait(exception_error(exc, event_id))
+        return None
 
-    def _audio(self, event: wire.Append) -> bytes:
+    def _audio(self, event: AudioEvent) -> bytes:
         limit = self.settings.realtime.max_append_bytes
         if len(event.audio) > 4 * math.ceil(limit / 3):
             raise InvalidInput("audio", f"One append may carry at most {limit} bytes of audio.", code="audio_too_large")

@@ -32,8 +32,12 @@ def new_event_id() -> str:
     return "event_" + secrets.token_hex(11)
 
 
-def _event(kind: str, **fields: Any) -> dict[str, Any]:
+def server_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """An event of ``kind`` with a new id (the translation protocol's events too)."""
     return {"event_id": new_event_id(), "type": kind, **fields}
+
+
+_event = server_event  # the short name the renderers below use
 
 
 def error_event(

@@ -11,6 +11,7 @@ from engines.live.turns import TurnParams
 Delay = Literal["minimal", "low", "medium", "high", "xhigh"]
 Eagerness = Literal["low", "medium", "high", "auto"]
 NoiseReductionType = Literal["near_field", "far_field"]
+Task = Literal["transcribe", "translate"]  # translate: Whisper's any-language-to-English task
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class SessionConfig:
     turn_detection: TurnDetectionConfig = field(default_factory=ServerVadConfig)
     noise_reduction: NoiseReductionConfig | None = None
     include_logprobs: bool = False
+    task: Task = "transcribe"  # translation sessions decode every turn with "translate"
 
 
 # semantic_vad here is Silero VAD with its knobs set by eagerness: how much silence ends a turn, and

@@ -30,9 +30,11 @@ def decode_options(
     per_second, extra = (FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA) if final else (
         LIVE_TOKENS_PER_SECOND, LIVE_TOKENS_EXTRA)  # fmt: skip
     transcription = config.transcription
-    language = transcription.language or detected_language
+    # A translated turn detects its language again on each decode: a detection pinned on its first second
+    # is often wrong for speech that is not English, and translating "from" the wrong language garbles the turn.
+    language = transcription.language or (detected_language if config.task == "transcribe" else None)
     return DecodeOptions(
-        task="transcribe",
+        task=config.task,
         language=language,
         prompt=transcription.prompt,
         temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
@@ -62,5 +64,5 @@ SESSION_PARAMS = Params(
 
 def check_config(config: SessionConfig, engine: Transcriber, model: str) -> None:
     """Refuse (``InvalidInput``) what the session asks that the model cannot do."""
-    wanted = Asked.of(config.transcription, logprobs=config.include_logprobs, live=True)
+    wanted = Asked.of(config.transcription, task=config.task, logprobs=config.include_logprobs, live=True)
     check_supported(wanted, engine.capabilities, model, SESSION_PARAMS)

@@ -9,7 +9,7 @@ const CLOSE_REASONS = {
   1011: "the server had an internal error",
   1013: "the server is at its session limit; try again later",
 };
-const FLUSH_SECONDS = 8;
+export const FLUSH_SECONDS = 8;
 
 function base64(buffer) {
   const bytes = new Uint8Array(buffer);
@@ -29,7 +29,7 @@ export class LiveSession {
     this.stopping = false;
     this.partials = new Map(); // item id -> text so far
     this.starts = new Map(); // item id -> audio_start_ms
-    this.pendingTurn = null; // resolves when the turn in progress is completed
+    this.flushed = null; // resolves when what stop() asked the server to finish is done
     this.listeningAt = null;
     this.model = "";
   }
@@ -49,10 +49,27 @@ export class LiveSession {
     };
   }
 
+  // What differs between the session kinds (LiveTranslation overrides these).
+  secretPath() {
+    return "/v1/realtime/client_secrets";
+  }
+
+  socketPath() {
+    return "/v1/realtime?intent=transcription";
+  }
+
+  updateEvent() {
+    return { type: "session.update", session: this.config() };
+  }
+
+  appendEvent(audio) {
+    return { type: "input_audio_buffer.append", audio };
+  }
+
   async start() {
     try {
       this.view.status("Minting a short-lived client secret…");
-      const secret = await this.options.mintSecret(this.config());
+      const secret = await this.options.mintSecret(this.secretPath(), this.config());
       this.view.status("Connecting…");
       await this.connect(secret);
       this.view.status("Opening the microphone…");
@@ -69,7 +86,7 @@ export class LiveSession {
 
   connect(secret) {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/v1/realtime?intent=transcription`;
+    const url = `${scheme}://${location.host}${this.socketPath()}`;
     return new Promise((resolve, reject) => {
       let opened = false;
       const socket = new WebSocket(url, ["realtime", `openai-insecure-api-key.${secret}`]);
@@ -83,7 +100,8 @@ export class LiveSession {
         }
         if (event.type === "session.created" && !opened) {
           opened = true;
-          socket.send(JSON.stringify({ type: "session.update", session: this.config() }));
+          const update = this.updateEvent();
+          if (update) socket.send(JSON.stringify(update));
           resolve();
         }
         this.handle(event);
@@ -124,7 +142,7 @@ export class LiveSession {
 
   sendAudio(buffer) {
     if (this.socket && this.socket.readyState === WebSocket.OPEN && !this.stopping) {
-      this.socket.send(JSON.stringify({ type: "input_audio_buffer.append", audio: base64(buffer) }));
+      this.socket.send(JSON.stringify(this.appendEvent(base64(buffer))));
     }
   }
 
@@ -157,17 +175,14 @@ export class LiveSession {
         this.partials.delete(event.item_id);
         this.view.caption(event.transcript.trim());
         if (event.transcript.trim()) this.view.turn(event.transcript.trim(), this.starts.get(event.item_id));
-        if (this.pendingTurn) this.pendingTurn();
+        if (this.flushed) this.flushed();
         break;
       case "conversation.item.input_audio_transcription.failed":
         this.view.error(`A turn could not be transcribed: ${event.error?.message || "unknown error"}`);
-        if (this.pendingTurn) this.pendingTurn();
-        break;
-      case "error":
-        this.view.error(`${event.error?.message || "error"}${event.error?.code ? ` (${event.error.code})` : ""}`);
+        if (this.flushed) this.flushed();
         break;
       default:
-        break;
+        this.handleOther(event);
     }
   }
 
@@ -175,19 +190,36 @@ export class LiveSession {
     if (this.stopping) return;
     this.stopping = true;
     this.stopAudio();
+    const flush = this.flushEvent();
     const socket = this.socket;
-    if (socket && socket.readyState === WebSocket.OPEN && this.speaking) {
-      // Finish the turn in progress: commit what was said and wait (a little) for its transcript.
-      this.view.status("Finishing the last turn…");
+    if (flush && socket && socket.readyState === WebSocket.OPEN) {
+      this.view.status(flush.status);
       const done = new Promise((resolve) => {
-        this.pendingTurn = resolve;
+        this.flushed = resolve;
         setTimeout(resolve, FLUSH_SECONDS * 1000);
       });
-      socket.send(JSON.stringify({ type: "input_audio_buffer.commit" }));
+      socket.send(JSON.stringify(flush.event));
       await done;
     }
+    this.finish();
     this.teardown();
     this.view.status("Stopped.");
+  }
+
+  // What stop() asks the server to finish before the socket closes (null: nothing): here the turn in
+  // progress, committed so that what was said is transcribed.
+  flushEvent() {
+    if (!this.speaking) return null;
+    return { status: "Finishing the last turn…", event: { type: "input_audio_buffer.commit" } };
+  }
+
+  finish() {} // what a subclass shows once the last words are in
+
+  // Events both protocols share: an error is shown; the rest are not needed here.
+  handleOther(event) {
+    if (event.type === "error") {
+      this.view.error(`${event.error?.message || "error"}${event.error?.code ? ` (${event.error.code})` : ""}`);
+    }
   }
 
   stopAudio() {

@@ -3,6 +3,7 @@
 
 import { ApiError, api, clock, element, getKey, reportError, setupKeyForm, timestamp } from "/web/common.js";
 import { LiveSession } from "/web/live.js";
+import { LiveTranslation } from "/web/live-translation.js";
 
 const $ = (id) => document.getElementById(id);
 const MAX_SPEAKERS = 4;
@@ -569,14 +570,15 @@ async function startLive() {
   $("live-stop").disabled = false;
   $("captions").textContent = "";
   $("turns").replaceChildren();
-  const session = new LiveSession(liveView(), {
+  const Session = $("live-translate").checked ? LiveTranslation : LiveSession;
+  const session = new Session(liveView(), {
     model: $("live-model").value,
     language: $("live-language").value.trim() || null,
     turnDetection: $("live-turns").value,
     delay: $("live-delay").value,
     openMicrophone,
-    mintSecret: async (config) => {
-      const response = await api("/v1/realtime/client_secrets", {
+    mintSecret: async (path, config) => {
+      const response = await api(path, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ expires_after: { anchor: "created_at", seconds: 600 }, session: config }),
