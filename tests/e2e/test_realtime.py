@@ -287,6 +287,32 @@ async def test_every_bad_event_gets_an_error_and_the_session_goes_on(
     assert wer(SENTENCES[0], turn.transcript) <= 0.2
 
 
+async def test_the_request_rules_hold_in_a_session(aclient: openai.AsyncOpenAI, sentences: list[Path]) -> None:
+    """The file endpoint's rules for keywords and languages (app/api/request_rules.py), as error events naming
+    the field; the session goes on with its configuration as it was."""
+    field = "session.audio.input.transcription"
+    refused = [
+        ({"keywords": ["two\nlines"]}, f"{field}.keywords"),
+        ({"keywords": ["<|fr|>"]}, f"{field}.keywords"),
+        ({"languages": ["xx"]}, f"{field}.languages"),
+        ({"language": "en", "languages": ["en", "fr"]}, f"{field}.languages"),
+    ]
+    async with aclient.realtime.connect(extra_query=INTENT) as conn:
+        await conn.recv()
+        await conn.session.update(session=session(turn_detection=None))
+        await conn.recv()
+        for transcription, param in refused:
+            audio = {"input": {"transcription": {"model": "gpt-realtime-whisper", **transcription}}}
+            await conn.send_raw(json.dumps({"type": "session.update", "session": {"type": "transcription",
+                                                                                "audio": audio}}))  # fmt: skip
+            error = await conn.recv()
+            assert error.type == "error" and error.error.param == param, (transcription, error)
+        await stream(conn, pcm24(sentences[0], pad_seconds=0.2), speed=50)
+        await conn.input_audio_buffer.commit()
+        turn = completed(await events_until(conn, count_completed(1)))[0]
+    assert wer(SENTENCES[0], turn.transcript) <= 0.2
+
+
 async def test_a_bad_key_is_refused_before_the_upgrade(rt_server: RunningServer) -> None:
     client = openai.AsyncOpenAI(base_url=rt_server.v1, api_key="sk-gateway-wrong", max_retries=0)
     with pytest.raises(InvalidStatus) as caught:
