@@ -291,7 +291,7 @@ async def test_the_request_rules_hold_in_a_session(aclient: openai.AsyncOpenAI, 
     """The file endpoint's rules for keywords and languages (app/api/request_rules.py), as error events naming
     the field; the session goes on with its configuration as it was."""
     field = "session.audio.input.transcription"
-    refused = [
+    refused: list[tuple[dict[str, Any], str]] = [
         ({"keywords": ["two\nlines"]}, f"{field}.keywords"),
         ({"keywords": ["<|fr|>"]}, f"{field}.keywords"),
         ({"languages": ["xx"]}, f"{field}.languages"),
