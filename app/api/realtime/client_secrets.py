@@ -101,23 +101,38 @@ class SecretRequest(BaseModel):
     session: dict[str, Any] | None = None
 
 
-def parse_secret_request(body: object) -> tuple[int | None, wire.TranscriptionSession | None]:
-    """The requested lifetime and transcription session; conversation sessions are refused."""
+def invalid_request(exc: ValidationError, prefix: str = "") -> APIError:
+    """A secret request's first validation error as a 400 naming its parameter (under ``prefix``)."""
+    first = exc.errors()[0]
+    param = ".".join([prefix, *(str(p) for p in first.get("loc", ()))]).strip(".")
+    return invalid_value(param or "body", f"Invalid '{param}': {first.get('msg', '')}.")
+
+
+def secret_request(body: object) -> tuple[SecretRequest, int | None]:
+    """A client-secret request (either kind of session) and the lifetime it asks for, checked."""
     try:
         request = SecretRequest.model_validate(body)
-        if request.expires_after is not None and request.expires_after.anchor != "created_at":
-            raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
-        session = request.session
-        if session is not None and session.get("type") != "transcription":
-            raise invalid_value(
-                "session.type",
-                "This server only serves transcription sessions: set session.type to 'transcription'.",
-                code="unsupported_value",
-            )
+    except ValidationError as exc:
+        raise invalid_request(exc) from None
+    if request.expires_after is None:
+        return request, None
+    if request.expires_after.anchor != "created_at":
+        raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
+    return request, request.expires_after.seconds
+
+
+def parse_secret_request(body: object) -> tuple[int | None, wire.TranscriptionSession | None]:
+    """The requested lifetime and transcription session; conversation sessions are refused."""
+    request, seconds = secret_request(body)
+    session = request.session
+    if session is not None and session.get("type") != "transcription":
+        raise invalid_value(
+            "session.type",
+            "This server only serves transcription sessions: set session.type to 'transcription'.",
+            code="unsupported_value",
+        )
+    try:
         parsed = None if session is None else wire.TranscriptionSession.model_validate(session)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first.get("loc", ()))
-        raise invalid_value(param or "body", f"Invalid '{param}': {first.get('msg', '')}.") from None
-    seconds = request.expires_after.seconds if request.expires_after is not None else None
+        raise invalid_request(exc) from None
     return seconds, parsed

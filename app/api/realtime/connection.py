@@ -32,6 +32,7 @@ from app.api.realtime.session_config import apply_beta_update, apply_update, def
 from app.api.realtime.ws_auth import Grant
 from app.serving.errors import InvalidInput, ModelNotFound, RateLimited, ServingError, SessionLimitReached
 from app.serving.realtime import RealtimeSession, SessionConfig, SessionRegistry, SessionTicket
+from app.serving.realtime.config import Task
 from app.serving.realtime.events import SessionEvent, TranscriptCompleted, TranscriptDelta, TranscriptFailed
 from app.serving.service import TranscriptionService
 from app.settings import Settings
@@ -68,6 +69,10 @@ def default_model(settings: Settings) -> str:
 
 
 class RealtimeConnection:
+    # The sessions this connection serves, and where a client secret minted for the other kind opens.
+    task: Task = "transcribe"
+    other_kind = "translation sessions (/v1/realtime/translations)"
+
     def __init__(
         self,
         websocket: WebSocket,
@@ -167,11 +172,14 @@ class RealtimeConnection:
             )
             return Closing(CLOSE_POLICY, error_event(message, code="unsupported_session_type", param="intent",
                                                      event_id=None))  # fmt: skip
-        if self.grant.config is not None and self.grant.config.task != "transcribe":
-            return Closing(CLOSE_POLICY, error_event(
-                "This client secret opens translation sessions (/v1/realtime/translations).",
-                code="unsupported_session_type", param=None, event_id=None))  # fmt: skip
-        return None
+        return self._secret_of_other_kind()
+
+    def _secret_of_other_kind(self) -> Closing | None:
+        """A client secret minted for the other kind of session opens only that kind."""
+        if self.grant.config is None or self.grant.config.task == self.task:
+            return None
+        message = f"This client secret opens {self.other_kind}."
+        return Closing(CLOSE_POLICY, error_event(message, code="unsupported_session_type", param=None, event_id=None))
 
     def _initial_config(self) -> SessionConfig:
         if self.grant.config is not None:

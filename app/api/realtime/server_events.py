@@ -84,9 +84,14 @@ class EventRenderer:
         self._announced = False
         self.usage_kind: UsageKind = "tokens"
 
-    def session(self, config: SessionConfig) -> dict[str, Any]:
+    def _session_kind(self) -> str:
+        """``created`` for the first session event, ``updated`` for the others."""
         kind = "created" if not self._announced else "updated"
         self._announced = True
+        return kind
+
+    def session(self, config: SessionConfig) -> dict[str, Any]:
+        kind = self._session_kind()
         if self.beta:
             body = beta_session_body(config, self.session_id, self.expires_at)
             return _event(f"transcription_session.{kind}", session=body)

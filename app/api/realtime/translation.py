@@ -19,10 +19,9 @@ from typing import Any
 import anyio
 
 from app.api.realtime.client_events import EventError
-from app.api.realtime.connection import CLOSE_NORMAL, CLOSE_POLICY, Closing, RealtimeConnection
+from app.api.realtime.connection import CLOSE_NORMAL, Closing, RealtimeConnection
 from app.api.realtime.server_events import (
     EventRenderer,
-    error_event,
     event_error,
     exception_error,
     server_event,
@@ -38,6 +37,7 @@ from app.api.realtime.translation_events import (
 )
 from app.serving.errors import InvalidInput, ModelNotFound, ServingError
 from app.serving.realtime import RealtimeSession, SessionConfig, TranscriptionConfig
+from app.serving.realtime.config import Task
 from app.serving.realtime.events import (
     SessionChanged,
     SessionEvent,
@@ -71,14 +71,12 @@ class TranslationRenderer(EventRenderer):
         super().__init__(beta=False, session_id=session_id, expires_at=expires_at)
         self.translation: TranslationConfig | None = None
         self._output = DeltaJoiner()
-        self._expires = expires_at
 
     def render(self, event: SessionEvent) -> list[dict[str, Any]]:
         if isinstance(event, SessionChanged):
-            kind = "created" if not self._announced else "updated"
-            self._announced = True
+            kind = self._session_kind()
             config = self.translation or TranslationConfig(event.config)
-            body = translation_session_body(config, self.session_id, self._expires)
+            body = translation_session_body(config, self.session_id, self.expires_at)
             return [server_event(f"session.{kind}", session=body)]
         if isinstance(event, TranscriptDelta):
             return [server_event("session.output_transcript.delta", delta=self._output(event))]
@@ -88,6 +86,9 @@ class TranslationRenderer(EventRenderer):
 
 
 class TranslationConnection(RealtimeConnection):
+    task: Task = "translate"
+    other_kind = "transcription sessions (/v1/realtime?intent=transcription)"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         expires_at = int(time.time() + self.settings.realtime.max_session_seconds)
@@ -100,11 +101,7 @@ class TranslationConnection(RealtimeConnection):
     # --- opening ---------------------------------------------------------------------------------------
 
     def _refusal(self) -> Closing | None:
-        if self.grant.config is not None and self.grant.config.task != "translate":
-            return Closing(CLOSE_POLICY, error_event(
-                "This client secret opens transcription sessions (/v1/realtime?intent=transcription).",
-                code="unsupported_session_type", param=None, event_id=None))  # fmt: skip
-        return None
+        return self._secret_of_other_kind()  # no intent to check: the path says what the session is
 
     def _initial_config(self) -> SessionConfig:
         if self.grant.config is not None:

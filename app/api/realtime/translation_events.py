@@ -18,7 +18,6 @@ from app.serving.realtime import NoiseReductionConfig, SessionConfig, Transcript
 from app.serving.realtime.config import Delay
 
 OUTPUT_LANGUAGE = "en"  # Whisper translates into English only
-PCM_RATE = 24_000
 
 
 class NoiseReduction(Strict):
@@ -153,7 +152,7 @@ def apply_translation_update(
     return TranslationConfig(decode, input_model)
 
 
-def translation_session_body(config: TranslationConfig, session_id: str, expires_at: int) -> dict[str, Any]:
+def translation_session_body(config: TranslationConfig, session_id: str, expires_at: int | None) -> dict[str, Any]:
     """A ``RealtimeTranslationSession``."""
     noise = config.decode.noise_reduction
     return {

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from app.api.errors import APIError, invalid_value
+from app.api.errors import invalid_value
 from app.api.realtime.client_events import EventError
-from app.api.realtime.client_secrets import SecretRequest
+from app.api.realtime.client_secrets import invalid_request, secret_request
 from app.api.realtime.translation_events import (
     TranslationConfig,
     TranslationSession,
@@ -20,27 +20,16 @@ from app.api.realtime.translation_events import (
 )
 
 
-def _invalid(exc: ValidationError, prefix: str) -> APIError:
-    first = exc.errors()[0]
-    param = ".".join([prefix, *(str(p) for p in first.get("loc", ()))]).strip(".")
-    return invalid_value(param or "body", f"Invalid '{param}': {first.get('msg', '')}.")
-
-
 def parse_translation_secret(body: object) -> tuple[int | None, TranslationConfig]:
     """The requested lifetime and the session a translation secret opens; APIError 400 names what is wrong."""
-    try:
-        request = SecretRequest.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(exc, "") from None
-    if request.expires_after is not None and request.expires_after.anchor != "created_at":
-        raise invalid_value("expires_after.anchor", "expires_after.anchor must be 'created_at'.")
+    request, seconds = secret_request(body)
     if request.session is None or not isinstance(request.session.get("model"), str):
         raise invalid_value("session.model", "Missing required parameter: 'session.model'.",
                             code="missing_required_parameter")  # fmt: skip
     try:
         session = TranslationSession.model_validate(request.session)
     except ValidationError as exc:
-        raise _invalid(exc, "session") from None
+        raise invalid_request(exc, "session") from None
     assert session.model is not None
     if session.audio is not None and session.audio.input is not None and session.audio.input.transcription:
         raise invalid_value(
@@ -52,5 +41,4 @@ def parse_translation_secret(body: object) -> tuple[int | None, TranslationConfi
         config = apply_translation_update(default_translation(session.model), session, None)
     except EventError as exc:
         raise invalid_value(exc.param or "session", exc.message, code=exc.code) from None
-    seconds = request.expires_after.seconds if request.expires_after is not None else None
     return seconds, config
