@@ -8,7 +8,7 @@ import base64
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from engines.audio import decode_audio
 from tests.audio import convert, espeak, recording, reference, wer
-from tests.server import RunningServer, run_server
+from tests.server import RunningServer, async_sdk_client, run_server
 
 pytestmark = pytest.mark.anyio  # async tests run on asyncio (the SDK needs it)
 
@@ -61,9 +61,12 @@ def rt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
         yield running
 
 
-@pytest.fixture(scope="module")
-def aclient(rt_server: RunningServer) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=rt_server.v1, api_key=rt_server.api_key, max_retries=0)
+@pytest.fixture
+async def aclient(rt_server: RunningServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    # One per test, closed in the test's own event loop: a pooled HTTP connection left for the garbage
+    # collector is closed in a later test's loop and fails that test ("Event loop is closed").
+    async with async_sdk_client(rt_server) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

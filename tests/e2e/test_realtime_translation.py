@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,10 @@ def tr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServe
         yield running
 
 
-@pytest.fixture(scope="module")
-def aclient(tr_server: RunningServer) -> openai.AsyncOpenAI:
-    return async_sdk_client(tr_server)
+@pytest.fixture
+async def aclient(tr_server: RunningServer) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with async_sdk_client(tr_server) as client:  # closed in the test's own event loop (test_realtime.py)
+        yield client
 
 
 @pytest.fixture(scope="module")
