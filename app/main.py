@@ -21,13 +21,15 @@ from app.accounting.shared_sessions import SharedSessionRegistry
 from app.accounting.shared_state import SharedState
 from app.api.admin import admin
 from app.api.auth import Authenticator, KeyFile
-from app.api.errors import install_error_handlers
+from app.api.errors import install_error_handlers, to_api_error
+from app.api.jobs import jobs_api
 from app.api.middleware import BodyLimits, RequestContextMiddleware
 from app.api.presenters import API_PRESENTERS
 from app.api.realtime import ClientSecrets, ClientSecretStore, realtime_http, realtime_socket
 from app.api.realtime.shared_secrets import RedisClientSecretStore
 from app.api.routes import api, public
 from app.api.state import Readiness, ServerState
+from app.jobs.system import JobSystem
 from app.serving.factory import Loader, build_service
 from app.serving.realtime import SessionRegistry
 from app.serving.service import TranscriptionService
@@ -76,8 +78,15 @@ async def _unload_idle_models(manager: ModelManager, interval: float) -> None:
         await anyio.to_thread.run_sync(manager.unload_idle)
 
 
-def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
-    """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam)."""
+def job_error(exc: BaseException) -> tuple[str, str]:
+    """A job's error (code, message): what the synchronous endpoint would have answered."""
+    error = to_api_error(exc)
+    return error.code or error.type, error.message
+
+
+def create_app(settings: Settings, *, loader: Loader | None = None, job_workers: int | None = None) -> FastAPI:
+    """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam); ``job_workers``
+    overrides ``jobs.workers`` (a dedicated worker process)."""
     metrics = Metrics()
     service = build_service(
         settings, API_PRESENTERS, loader=loader, events=metrics, batch_events=metrics.batch_observer
@@ -100,8 +109,12 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
                 background.start_soon(_unload_idle_models, manager, interval)
             if isinstance(sessions, SharedSessionRegistry):
                 background.start_soon(_renew_session_leases, sessions)
+            if jobs is not None:
+                background.start_soon(jobs.serve)
             yield
             background.cancel_scope.cancel()
+        if jobs is not None:
+            jobs.close()
         await anyio.to_thread.run_sync(hooks.close)
         ledger.close()
         if isinstance(sessions, SharedSessionRegistry):
@@ -120,6 +133,13 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
         window, secrets = RedisRequestWindow(shared), RedisClientSecretStore(shared)
         sessions = SharedSessionRegistry(settings.realtime, shared)
     hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger, window=window))
+    jobs = (
+        JobSystem(
+            settings.jobs, service, record_usage=hooks.record_event, describe_error=job_error, workers=job_workers
+        )
+        if settings.jobs.enabled
+        else None
+    )
     app.state.server = ServerState(
         settings=settings,
         started_at=int(time.time()),
@@ -134,9 +154,11 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
         client_secrets=secrets,
         realtime_sessions=sessions,
         shared_state=shared,
+        jobs=jobs,
     )
     install_error_handlers(app)
     app.include_router(api)
+    app.include_router(jobs_api)
     app.include_router(realtime_http)
     app.include_router(realtime_socket)
     app.include_router(admin)
@@ -148,6 +170,7 @@ def create_app(settings: Settings, *, loader: Loader | None = None) -> FastAPI:
         idle_timeout=settings.body_idle_timeout_seconds,
         min_rate=settings.min_upload_bytes_per_second,
         grace=settings.upload_rate_grace_seconds,
+        job_max_bytes=settings.jobs.max_upload_bytes,
     )
     app.add_middleware(RequestContextMiddleware, limits=limits)
     return app

@@ -172,6 +172,61 @@ class RealtimeConfig(BaseModel):
     )
 
 
+class JobsConfig(BaseModel):
+    """Async jobs for long recordings (`/v1/audio/transcriptions/jobs`, CONTRACT §7), on a Huey queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Serve the job endpoints.")
+    database_url: str | None = Field(
+        None,
+        description="Where jobs, their results and webhook deliveries are kept, and (unless `queue_url` is set) the "
+        "queue: `sqlite:////abs/path.db` or `postgresql+psycopg://user:pw@host/db` (shared by replicas); null: "
+        "SQLite at `<data_dir>/jobs.db`.",
+    )
+    queue_url: str | None = Field(
+        None,
+        description="The Huey queue's broker when it is not the jobs database: `redis://host:6379/0`. null: the "
+        "jobs database (SQLite file, or PostgreSQL).",
+    )
+    storage_dir: Path | None = Field(
+        None,
+        description="Where job audio is kept until its job ends; every worker must read it (a shared volume with "
+        "several replicas). null: `<data_dir>/jobs`.",
+    )
+    workers: int = Field(
+        1,
+        ge=0,
+        description="Jobs this server process runs at once (each waits for a model slot behind interactive "
+        "requests). 0: accept jobs only; `python -m app worker` processes run them.",
+    )
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1, description="Largest audio a job accepts (upload or URL).")
+    max_audio_seconds: float = Field(12 * 3600, gt=0, description="Longest audio a job accepts.")
+    timeout_seconds: float = Field(24 * 3600, gt=0, description="Longest a job may run once started; then it fails.")
+    result_ttl_seconds: int = Field(
+        7 * 24 * 3600, ge=60, description="How long a finished job and its result are kept (`expires_at`)."
+    )
+    lease_seconds: float = Field(
+        30.0,
+        ge=3,
+        description="A running job's lease, renewed every third of it; a job whose worker stopped renewing (killed) "
+        "runs again elsewhere once it lapses.",
+    )
+    max_attempts: int = Field(3, ge=1, description="Runs a job gets when its workers keep dying; then it fails.")
+    max_active_per_key: int = Field(100, ge=1, description="Queued and running jobs one key may have; more get 429.")
+    url_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR) that `audio_url` and `webhook_url` may reach although private, loopback or "
+        "link-local (refused otherwise).",
+    )
+    download_timeout_seconds: float = Field(600.0, gt=0, description="Longest an `audio_url` download may take.")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Longest one webhook delivery attempt may take.")
+    webhook_max_attempts: int = Field(8, ge=1, description="Delivery attempts of one webhook event before giving up.")
+    webhook_retry_seconds: float = Field(
+        5.0, gt=0, description="Delay before the first retry of a failed delivery; it doubles each time (at most 1 h)."
+    )
+
+
 class KeyLimitConfig(BaseModel):
     """Limits of one API key (or the default for every key); None: unlimited."""
 
@@ -315,6 +370,7 @@ class Settings(BaseSettings):
     realtime: RealtimeConfig = Field(
         default_factory=RealtimeConfig, description="Realtime transcription sessions (`STT_REALTIME__*`)."
     )
+    jobs: JobsConfig = Field(default_factory=JobsConfig, description="Async jobs (`STT_JOBS__*`).")
 
     @model_validator(mode="after")
     def _paths_under_data_dir(self) -> Settings:
@@ -326,6 +382,10 @@ class Settings(BaseSettings):
             self.keys_file = self.data_dir / "keys.json"
         if self.ledger_url is None:
             self.ledger_url = f"sqlite:///{self.data_dir / 'usage.db'}"
+        if self.jobs.database_url is None:
+            self.jobs.database_url = f"sqlite:///{self.data_dir / 'jobs.db'}"
+        if self.jobs.storage_dir is None:
+            self.jobs.storage_dir = self.data_dir / "jobs"
         return self
 
     @property

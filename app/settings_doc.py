@@ -9,6 +9,7 @@ from app.settings import (
     PROJECT_ROOT,
     AliasConfig,
     DiarizationConfig,
+    JobsConfig,
     KeyLimitConfig,
     ModelConfig,
     RealtimeConfig,
@@ -50,6 +51,7 @@ def settings_table() -> str:
     lines += _rows(DiarizationConfig, "diarization.", env=False)
     lines += _rows(KeyLimitConfig, "default_limits. / key_limits.<key>.", env=False)
     lines += _rows(RealtimeConfig, "realtime.", env=False)
+    lines += _rows(JobsConfig, "jobs.", env=False)
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from app.accounting.ledger import KeyTotals, UsageLedger, as_utc
+from app.accounting.ledger import KeyTotals, UsageLedger
+from app.accounting.sql import as_utc
 
 _COLUMNS = ("key", "requests", "audio_hours", "audio_seconds", "input_tokens", "output_tokens")
 

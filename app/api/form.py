@@ -12,6 +12,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, Literal
 
 from starlette.datastructures import FormData, UploadFile
@@ -73,6 +74,25 @@ class Fields:
                     self.objects.setdefault(name, {})[sub] = value
                 continue
             self.lists.setdefault(key, []).append(value)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Fields:
+        """A JSON request body read as the same form: lists as repeated values, objects as JSON text."""
+        fields = cls(FormData())
+        for key, value in body.items():
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                if isinstance(item, dict):
+                    fields.lists.setdefault(key, []).append(json.dumps(item))
+                elif isinstance(item, bool):
+                    fields.lists.setdefault(key, []).append("true" if item else "false")
+                elif isinstance(item, str | int | float):
+                    fields.lists.setdefault(key, []).append(str(item))
+                else:
+                    raise invalid_value(key, f"'{key}' must be a string, number, boolean, list or object.")
+        return fields
 
     def text(self, key: str) -> str | None:
         values = self.lists.get(key)
@@ -298,14 +318,30 @@ def _data_url_bytes(url: str, index: int) -> bytes:
         raise invalid_value(param, f"known_speaker_references[{index}] is not valid base64.") from None
 
 
-async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) -> AudioRequest:
-    """Validate the form of /audio/transcriptions or /audio/translations into an AudioRequest."""
-    fields = Fields(form)
+def required_upload(fields: Fields) -> UploadFile:
     upload = fields.upload("file")
     if upload is None:
         if fields.lists.get("file"):
             raise invalid_value("file", "'file' must be sent as a file upload in multipart/form-data.")
         raise APIError(400, "Missing required parameter: 'file'.", code="missing_required_parameter", param="file")
+    return upload
+
+
+async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) -> AudioRequest:
+    """Validate the form of /audio/transcriptions or /audio/translations into an AudioRequest."""
+    fields = Fields(form)
+    upload = required_upload(fields)
+    request = parse_audio_fields(fields, task=task)
+    data = await upload.read()
+    if len(data) > max_upload_bytes:
+        raise body_too_large(max_upload_bytes)
+    if not data:
+        raise invalid_value("file", "The audio file is empty.")
+    return replace(request, file=data)
+
+
+def parse_audio_fields(fields: Fields, *, task: str) -> AudioRequest:
+    """Every field of the request but the audio (``file`` is left empty)."""
     model = _required_text(fields, "model")
     translate = task == "translate"
     response_format = _response_format(fields, TRANSLATION_FORMATS if translate else ResponseFormat)
@@ -339,14 +375,9 @@ async def parse_audio_form(form: FormData, *, task: str, max_upload_bytes: int) 
     check_language_pair(language, languages)
     keywords = check_keywords(fields.texts("keywords"))
     prompt = check_prompt(fields.text("prompt"))
-    data = await upload.read()
-    if len(data) > max_upload_bytes:
-        raise body_too_large(max_upload_bytes)
-    if not data:
-        raise invalid_value("file", "The audio file is empty.")
     return AudioRequest(
         task="translate" if translate else "transcribe",
-        file=data,
+        file=b"",
         model=model,
         response_format=response_format,
         language=language,

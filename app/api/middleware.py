@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +31,13 @@ class BodyLimits:
     idle_timeout: float  # longest wait for the next piece of the body
     min_rate: float  # bytes per second on average, checked once ``grace`` seconds have passed
     grace: float
+    job_max_bytes: int | None = None  # job submissions (``POST …/jobs``) may carry larger uploads
+
+    def for_path(self, method: str, path: str) -> BodyLimits:
+        if self.job_max_bytes is None or method != "POST" or not path.endswith("/jobs"):
+            return self
+        upload = self.job_max_bytes
+        return replace(self, max_bytes=self.max_bytes - self.upload_limit + upload, upload_limit=upload)
 
 
 class BodyRejected(APIError):
@@ -82,12 +89,13 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        limits = self.limits.for_path(scope.get("method", ""), scope.get("path", ""))
         try:
             declared = headers.get(b"content-length")
-            if declared is not None and declared.isdigit() and int(declared) > self.limits.max_bytes:
-                await _send_error(send_with_id, body_too_large(self.limits.upload_limit))
+            if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+                await _send_error(send_with_id, body_too_large(limits.upload_limit))
                 return
-            await self.app(scope, self._guarded(receive), send_with_id)
+            await self.app(scope, self._guarded(receive, limits), send_with_id)
         except BodyRejected as rejected:
             if not started:
                 await _send_error(send_with_id, rejected)
@@ -98,9 +106,8 @@ class RequestContextMiddleware:
         finally:
             request_id_var.reset(token)
 
-    def _guarded(self, receive: Receive) -> Receive:
+    def _guarded(self, receive: Receive, limits: BodyLimits) -> Receive:
         """``receive`` that refuses a body past the size cap, or one trickling in below the minimum rate."""
-        limits = self.limits
         received = 0
         body_done = False
         started = time.monotonic()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # only for the annotations: the realtime package imports this
     from app.accounting.shared_state import SharedState
     from app.api.auth import Authenticator
     from app.api.realtime.client_secrets import ClientSecrets
+    from app.jobs.system import JobSystem
     from app.serving.realtime import SessionRegistry
     from app.serving.service import TranscriptionService
     from app.settings import Settings
@@ -49,6 +50,7 @@ class ServerState:
     client_secrets: ClientSecrets
     realtime_sessions: SessionRegistry
     shared_state: SharedState | None = None  # Redis, with shared_state_url
+    jobs: JobSystem | None = None  # async jobs, unless jobs.enabled is false
 
     @property
     def manager(self) -> ModelManager:

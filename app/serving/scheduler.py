@@ -20,8 +20,9 @@ MAX_RETRY_AFTER_SECONDS = 60
 class Reservation:
     """A request's place with one model, from admission until it has run (or given up)."""
 
-    def __init__(self, slots: ModelSlots) -> None:
+    def __init__(self, slots: ModelSlots, *, batch: bool = False) -> None:
         self._slots: ModelSlots | None = slots
+        self._batch = batch
 
     @asynccontextmanager
     async def running(self, deadline: Deadline | None = None) -> AsyncIterator[None]:
@@ -30,7 +31,7 @@ class Reservation:
         if slots is None:
             raise RuntimeError("this reservation was already used or released")
         try:
-            async with slots.run(deadline):
+            async with slots.run(deadline, batch=self._batch):
                 yield
         finally:
             self.release()
@@ -136,16 +137,17 @@ class ModelSlots:
         rounds = (self.waiting + 1) / self.concurrency
         return max(1, min(MAX_RETRY_AFTER_SECONDS, math.ceil(self._mean_run_seconds * rounds)))
 
-    def reserve(self, *, admitted: bool = False) -> Reservation:
+    def reserve(self, *, admitted: bool = False, batch: bool = False) -> Reservation:
         """Take a place at once, or raise QueueFull when every slot and queue place is taken.
 
-        ``admitted`` work (a realtime session's turn) was limited when its session was admitted and
-        is never refused here; it still waits for a slot in order.
+        ``admitted`` work (a realtime session's turn, an async job) was limited when its session or
+        job was admitted and is never refused here; it still waits for a slot in order. ``batch``
+        work waits as background work does (capped): a job never holds every slot.
         """
         if not admitted and self.reserved >= self.concurrency + self.max_queue:
             raise QueueFull(self.model_id, self.running, self.waiting, self.retry_after())
         self.reserved += 1
-        return Reservation(self)
+        return Reservation(self, batch=batch)
 
     @asynccontextmanager
     async def run_in_background(self, *, urgent: bool = False) -> AsyncIterator[None]:
@@ -164,14 +166,15 @@ class ModelSlots:
             self.reserved -= 1
 
     @asynccontextmanager
-    async def run(self, deadline: Deadline | None) -> AsyncIterator[None]:
+    async def run(self, deadline: Deadline | None, *, batch: bool = False) -> AsyncIterator[None]:
+        """Wait for a slot (``batch`` work: behind every other waiter, and never in every slot), then run."""
         try:
             with anyio.fail_after(math.inf if deadline is None else deadline.remaining()):
-                await self.semaphore.acquire()
+                await self.semaphore.acquire(background=batch)
         except TimeoutError:
             assert deadline is not None
             raise TimedOut(deadline.limit) from None
-        async with self._running():
+        async with self._running(capped=SlotQueue.capped(background=batch, urgent=False)):
             yield
 
     @asynccontextmanager

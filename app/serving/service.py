@@ -166,18 +166,27 @@ class TranscriptionService:
             return True
         return route.diarize and request.response_format in DIARIZED_FORMATS
 
-    def admit(self, request: AudioRequest) -> Admission:
-        """Check what needs no work, then reserve a queue place (QueueFull when there is none).
-
-        The place is held from here, so the queue limit holds while the audio is opened and the
-        model loaded. Pass the admission to ``start``, or ``release`` it.
-        """
+    def check(self, request: AudioRequest) -> tuple[ModelRoute, bool]:
+        """What needs no work: the model's route, whether speakers are wanted, and the combinations refused."""
         route = self.resolve(request.model)
         speakers = self.wants_speakers(request, route)
         check_combinations(request, speakers=speakers)
-        return Admission(request, route, speakers, self.slots[route.model_id].reserve())
+        return route, speakers
 
-    async def start(self, admission: Admission, deadline: Deadline) -> TranscriptionJob[Any]:
+    def admit(self, request: AudioRequest, *, batch: bool = False) -> Admission:
+        """Check what needs no work, then reserve a queue place (QueueFull when there is none).
+
+        The place is held from here, so the queue limit holds while the audio is opened and the
+        model loaded. Pass the admission to ``start``, or ``release`` it. ``batch`` work (an async
+        job) was limited when it was submitted: it is never refused here, and it waits for a slot
+        behind every interactive request.
+        """
+        route, speakers = self.check(request)
+        return Admission(request, route, speakers, self.slots[route.model_id].reserve(admitted=batch, batch=batch))
+
+    async def start(
+        self, admission: Admission, deadline: Deadline, *, max_audio_seconds: float | None = None
+    ) -> TranscriptionJob[Any]:
         """Open the audio, load what is needed, and hand back a job ready to run.
 
         Every failure on the way gives back what was taken, the queue place included.
@@ -191,9 +200,8 @@ class TranscriptionService:
         with ExitStack() as resources:
             resources.callback(reservation.release)
             settings = self.settings
-            audio = await anyio.to_thread.run_sync(
-                lambda: AudioFile(request.file, max_duration=settings.max_audio_seconds)
-            )
+            longest = settings.max_audio_seconds if max_audio_seconds is None else max_audio_seconds
+            audio = await anyio.to_thread.run_sync(lambda: AudioFile(request.file, max_duration=longest))
             resources.callback(audio.close)
             deadline.check()
             cancel = threading.Event()

@@ -1,0 +1,1 @@
+"""Async jobs for long recordings: submit, queue, run, webhooks (CONTRACT §7)."""
