@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
+import anyio
 import uvicorn
 
 from app.accounting.usage_report import usage_command
@@ -51,6 +54,30 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    """A dedicated job worker: the server's app with its job workers, its lifespan run without an HTTP listener."""
+    settings = load_settings(args.config)
+    configure_logging(settings.log_level, settings.log_format)
+    if not settings.jobs.enabled:
+        print("error: jobs.enabled is false: there are no jobs to run", file=sys.stderr)
+        return 1
+    workers = args.workers or max(1, settings.jobs.workers)
+    if args.nice:
+        # Jobs are batch work: on a host shared with servers, their decodes get the cores' leftovers.
+        os.nice(args.nice)
+    app = create_app(settings, job_workers=workers)
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for received in signals:
+                    print(f"worker: {signal.Signals(received).name}, stopping", file=sys.stderr, flush=True)
+                    return
+
+    anyio.run(run)
+    return 0
+
+
 def _keys(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     key_file = KeyFile(settings.keys_path)
@@ -86,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=_serve)
+    worker = commands.add_parser("worker", help="run async jobs only (no HTTP listener)")
+    worker.add_argument("--workers", type=int, help="jobs run at once (default: jobs.workers, at least 1)")
+    worker.add_argument(
+        "--nice", type=int, default=10, help="lower this process's CPU priority by this much (default 10; 0: none)"
+    )
+    worker.set_defaults(handler=_worker)
     keys = commands.add_parser("keys", help="manage API keys")
     key_actions = keys.add_subparsers(dest="action", required=True)
     create = key_actions.add_parser("create", help="create a key and print its secret once")

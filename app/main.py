@@ -20,6 +20,7 @@ from app.accounting.request_windows import RedisRequestWindow, RequestWindow
 from app.accounting.shared_sessions import SharedSessionRegistry
 from app.accounting.shared_state import SharedState
 from app.api.admin import admin
+from app.api.admin_jobs import admin_jobs
 from app.api.auth import Authenticator, KeyFile
 from app.api.errors import install_error_handlers, to_api_error
 from app.api.jobs import jobs_api
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, loader: Loader | None = None, job_workers:
     app.include_router(realtime_http)
     app.include_router(realtime_socket)
     app.include_router(admin)
+    app.include_router(admin_jobs)
     app.include_router(public)
     app.include_router(web)
     limits = BodyLimits(

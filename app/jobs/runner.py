@@ -179,7 +179,7 @@ class JobRunner:
         watcher.start()
         segments: list[Any] = []
         try:
-            state.audio_seconds = transcription.run.info.duration
+            state.audio_seconds = transcription.duration
             async for segment in transcription.segments():
                 segments.append(segment)
                 if state.audio_seconds:

@@ -72,8 +72,12 @@ class TranscriptionJob(Generic[S]):
         resources: ExitStack,
         cancel: threading.Event,
         deadline: Deadline,
+        between_windows: Callable[[threading.Event], None] | None = None,
+        duration: float | None = None,
     ) -> None:
         self.run = run
+        self.duration = duration  # of the audio, when its container says (before any decoding)
+        self.between_windows = between_windows  # a batch job steps aside here for interactive work
         self.request = request
         self.route = route
         self.presenter = presenter
@@ -114,6 +118,9 @@ class TranscriptionJob(Generic[S]):
         def work() -> None:
             try:
                 for segment in self.run.segments():
+                    if self.between_windows is not None:
+                        # The decoder's next window is decoded only when asked for: waiting here pauses it.
+                        self.between_windows(self.cancel)
                     deliver(segment)
                 deliver(_DONE)
             except BaseException as exc:

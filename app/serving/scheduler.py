@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from app.serving.deadline import Deadline
 from app.serving.errors import QueueFull, TimedOut
 
 MAX_RETRY_AFTER_SECONDS = 60
+STEP_ASIDE_POLL_SECONDS = 0.05
 
 
 class Reservation:
@@ -35,6 +37,10 @@ class Reservation:
                 yield
         finally:
             self.release()
+
+    @property
+    def batch(self) -> bool:
+        return self._batch
 
     def release(self) -> None:
         """Give the place back without running; safe to call more than once."""
@@ -84,6 +90,11 @@ class SlotQueue:
                 queue.remove(event)
             raise
 
+    @property
+    def waiters(self) -> int:
+        """Normal and urgent waiters: work that a batch job should step aside for."""
+        return len(self._normal) + len(self._urgent)
+
     @staticmethod
     def capped(*, background: bool, urgent: bool) -> bool:
         """Whether work of this class counts against the background limit (what ``release`` must be told)."""
@@ -115,6 +126,7 @@ class ModelSlots:
         self.max_queue = max_queue
         self.reserved = 0
         self.running = 0
+        self.batch_running = 0  # of ``running``: async jobs
         self._semaphore: SlotQueue | None = None
         self._mean_run_seconds = 5.0  # a guess until real runs have been timed
 
@@ -174,8 +186,26 @@ class ModelSlots:
         except TimeoutError:
             assert deadline is not None
             raise TimedOut(deadline.limit) from None
-        async with self._running(capped=SlotQueue.capped(background=batch, urgent=False)):
-            yield
+        self.batch_running += batch
+        try:
+            async with self._running(capped=SlotQueue.capped(background=batch, urgent=False)):
+                yield
+        finally:
+            self.batch_running -= batch
+
+    def interactive_busy(self) -> bool:
+        """Whether anything but async jobs runs or waits on this model (read from any thread)."""
+        semaphore = self._semaphore
+        return self.running > self.batch_running or (semaphore is not None and semaphore.waiters > 0)
+
+    def step_aside(self, cancel: threading.Event) -> None:
+        """Block a batch job's decoder thread while interactive work runs or waits on this model.
+
+        Called between a job's windows, so an interactive request shares the cores with at most the
+        one window a job is decoding when it arrives.
+        """
+        while self.interactive_busy() and not cancel.is_set():
+            cancel.wait(STEP_ASIDE_POLL_SECONDS)
 
     @asynccontextmanager
     async def _running(self, *, capped: bool = False) -> AsyncIterator[None]:

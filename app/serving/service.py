@@ -263,6 +263,8 @@ class TranscriptionService:
                 resources=resources.pop_all(),
                 cancel=cancel,
                 deadline=deadline,
+                between_windows=self.slots[route.model_id].step_aside if reservation.batch else None,
+                duration=audio.duration,
             )
 
     async def _lease(self, resources: ExitStack, model_id: str, deadline: Deadline) -> Transcriber:
