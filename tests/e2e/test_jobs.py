@@ -19,6 +19,9 @@ import openai
 import pytest
 
 from tests.audio import LONG_TEXT, SYNTH_SENTENCE, espeak, repeat_audio, wer
+from tests.diarization_audio import FEMALE, MALE, REFERENCE_TEXT, speak, two_voice_call
+from tests.e2e.test_channels_api import stereo_wav
+from tests.e2e.test_diarization_api import data_url
 from tests.jobs_support import (
     FINAL,
     Receiver,
@@ -37,12 +40,16 @@ from tests.jobs_support import (
 from tests.server import RunningServer, run_server, sdk_client
 
 MODEL = "whisper-1"
+DIARIZE = "gpt-4o-transcribe-diarize"
 
 
 def jobs_config() -> dict[str, Any]:
     return {
         "models": {"tiny.en": {"source": "embedded:tiny.en", "encoder_padding_seconds": 10}},
-        "aliases": {MODEL: {"model": "tiny.en", "usage": "duration"}},
+        "aliases": {
+            MODEL: {"model": "tiny.en", "usage": "duration"},
+            DIARIZE: {"model": "tiny.en", "usage": "tokens", "diarize": True},
+        },
         "preload_models": ["tiny.en"],
         "jobs": {
             "url_allow_networks": ["127.0.0.1/32"],
@@ -113,6 +120,37 @@ def test_each_format_is_rendered_as_the_synchronous_endpoint_renders_it_and_sign
     assert result.content == raw.content
     assert result.headers["content-type"] == raw.headers["content-type"]
     assert wer(SYNTH_SENTENCE, result.text) <= 0.35 or response_format != "text", result.text
+
+
+def test_speakers_channels_and_known_speakers_as_the_synchronous_endpoint(
+    jobs_server: RunningServer, tmp_path: Path
+) -> None:
+    """A two-voice call, one voice per channel, named by reference clips: the job's body is the sync body."""
+    stereo, _ = two_voice_call(tmp_path, overlap=1.5)
+    call = tmp_path / "call.wav"
+    call.write_bytes(stereo_wav(stereo))
+    references = [data_url(speak(tmp_path, FEMALE, REFERENCE_TEXT)), data_url(speak(tmp_path, MALE, REFERENCE_TEXT))]
+    fields: dict[str, Any] = {
+        "model": DIARIZE,
+        "response_format": "diarized_json",
+        "channels": "separate",
+        "known_speaker_names[]": ["customer", "agent"],
+        "known_speaker_references[]": references,
+    }
+    created = submitted(submit(jobs_server, jobs_server.api_key, call, **fields))
+    done = wait_until(jobs_server, jobs_server.api_key, created["id"], FINAL, timeout=300)
+    assert done["status"] == "succeeded", done
+    result = httpx.get(f"{jobs_server.v1}/audio/jobs/{created['id']}/result", headers=auth(jobs_server.api_key))
+    synchronous = httpx.post(
+        f"{jobs_server.v1}/audio/transcriptions",
+        headers=auth(jobs_server.api_key),
+        data=fields,
+        files={"file": ("call.wav", call.read_bytes(), "audio/wav")},
+        timeout=300,
+    )
+    assert synchronous.status_code == 200, synchronous.text
+    assert result.content == synchronous.content
+    assert {segment["speaker"] for segment in result.json()["segments"]} == {"agent", "customer"}
 
 
 def test_a_translation_job_and_a_json_submission_with_options(jobs_server: RunningServer, synth_wav: Path) -> None:
