@@ -30,7 +30,7 @@ os() {
   useradd --system --uid "$STT_UID" --gid stt --home-dir /var/lib/stt --no-create-home \
     --shell /usr/sbin/nologin stt
   # Only these are the server's to write; /opt/stt (the code) stays root's.
-  mkdir -p /etc/stt/keys /var/lib/stt/models
+  mkdir -p /etc/stt/keys /var/lib/stt/models /var/lib/stt/jobs
   chown -R stt:stt /etc/stt/keys /var/lib/stt
 }
 
