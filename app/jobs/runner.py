@@ -106,7 +106,7 @@ class JobRunner:
             with anyio.CancelScope(shield=True):
                 if await anyio.to_thread.run_sync(self.store.release, claim):
                     log.info("job %s: handed back to the queue (shutting down)", job_id)
-                    self.on_released(job_id)
+                    await anyio.to_thread.run_sync(self.on_released, job_id)
             raise
         finally:
             del self.running[job_id]
@@ -130,9 +130,12 @@ class JobRunner:
         )
         if finished is None:
             return  # the claim was lost on the way
-        self.audio.remove(finished.audio_file)
-        await anyio.to_thread.run_sync(self.store.drop_audio, finished.id)
         log.info("job %s: %s", finished.id, finished.status)
+        await anyio.to_thread.run_sync(self._after_final, finished)
+
+    def _after_final(self, finished: JobRow) -> None:
+        self.audio.remove(finished.audio_file)
+        self.store.drop_audio(finished.id)
         self.on_final(finished)
 
     async def _keep_lease(self, claim: Claim, state: RunState) -> None:

@@ -380,3 +380,19 @@ def test_a_server_killed_mid_job_finishes_it_once_after_a_restart(
         assert "lost its lease" not in second.log()
         usage = httpx.get(f"{second.base_url}/admin/usage", headers=auth(second.admin_key)).json()
         assert [row["requests"] for row in usage["data"] if row["key"] == "test"] == [1]  # one ledger row
+
+
+def test_a_server_stopped_normally_hands_its_running_job_back(tmp_path: Path, long_speech: Path) -> None:
+    workdir = tmp_path / "handback"
+    with run_server(workdir, jobs_config()) as first:
+        created = submitted(submit(first, first.api_key, long_speech, model=MODEL))
+        wait_until(first, first.api_key, created["id"], ("running",))
+        first.process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit status is -15.
+        assert first.process.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in first.log()
+        assert f"job {created['id']}: handed back to the queue" in first.log()
+    with run_server(workdir, jobs_config()) as second:
+        assert job(second, second.api_key, created["id"])["status"] in ("queued", "running")
+        done = wait_until(second, second.api_key, created["id"], FINAL, timeout=300)
+        assert done["status"] == "succeeded" and admin_job(second, created["id"])["attempts"] == 2

@@ -71,6 +71,12 @@ def test_serving_and_accounting_know_no_http(module: str) -> None:
     assert not loaded & HTTP, module
 
 
+def test_jobs_know_no_http() -> None:
+    modules = _modules("app.jobs")
+    assert "app.jobs.runner" in modules and "app.jobs.system" in modules
+    assert not _imports(*modules) & HTTP
+
+
 def test_realtime_sessions_know_no_http() -> None:
     modules = _modules("app.serving.realtime")
     assert "app.serving.realtime.session" in modules
