@@ -51,7 +51,9 @@ def jobs_config() -> dict[str, Any]:
             DIARIZE: {"model": "tiny.en", "usage": "tokens", "diarize": True},
         },
         "preload_models": ["tiny.en"],
+        "max_upload_bytes": 3_000_000,  # the synchronous limit; jobs take larger files
         "jobs": {
+            "max_upload_bytes": 12_000_000,
             "url_allow_networks": ["127.0.0.1/32"],
             "lease_seconds": 3,
             "webhook_retry_seconds": 0.3,
@@ -396,3 +398,17 @@ def test_a_server_stopped_normally_hands_its_running_job_back(tmp_path: Path, lo
         assert job(second, second.api_key, created["id"])["status"] in ("queued", "running")
         done = wait_until(second, second.api_key, created["id"], FINAL, timeout=300)
         assert done["status"] == "succeeded" and admin_job(second, created["id"])["attempts"] == 2
+
+
+def test_jobs_take_uploads_larger_than_the_synchronous_limit_up_to_their_own(
+    jobs_server: RunningServer, long_speech: Path, tmp_path: Path
+) -> None:
+    assert 3_000_000 < long_speech.stat().st_size < 12_000_000
+    with pytest.raises(openai.APIStatusError) as too_large:
+        sdk_client(jobs_server).audio.transcriptions.create(model=MODEL, file=long_speech)
+    assert too_large.value.status_code == 413
+    accepted = submitted(submit(jobs_server, jobs_server.api_key, long_speech, model=MODEL))
+    httpx.post(f"{jobs_server.v1}/audio/jobs/{accepted['id']}/cancel", headers=auth(jobs_server.api_key))
+    huge = repeat_audio(long_speech, tmp_path / "huge.wav", 3)
+    refused = submit(jobs_server, jobs_server.api_key, huge, model=MODEL)
+    assert refused.status_code == 413 and error_of(refused)["param"] == "file"
