@@ -112,13 +112,8 @@ async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
                 code="webhook_secret_missing",
             )
         active = await anyio.to_thread.run_sync(jobs.store.active_count, principal.name)
-        if active >= config.max_active_per_key:
-            raise APIError(
-                429,
-                f"This key already has {active} queued or running jobs (limit {config.max_active_per_key}).",
-                type="rate_limit_exceeded",
-                code="too_many_jobs",
-            )
+        if active >= config.max_active_per_key:  # early, before the upload is stored
+            raise _too_many_jobs(active, config.max_active_per_key)
         # The key's request rate and audio budget, as for a synchronous request.
         record = RequestRecord(state.metrics, endpoint=f"{task}_job", key_name=principal.name)
         try:
@@ -140,6 +135,11 @@ async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
         job = await anyio.to_thread.run_sync(
             jobs.store.create, _new_job(principal.name, audio_request, audio_url, audio_file, webhook_url)
         )
+        # Counted again with the row written, so that simultaneous submits of one key see each other.
+        ahead = await anyio.to_thread.run_sync(jobs.store.active_before, job)
+        if ahead >= config.max_active_per_key:
+            await anyio.to_thread.run_sync(jobs.store.discard, job.id)
+            raise _too_many_jobs(ahead, config.max_active_per_key)
     except BaseException:
         jobs.audio.remove(audio_file)
         raise
@@ -147,8 +147,17 @@ async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
         if form is not None:
             await form.close()
     # A key's n-th waiting job goes behind every other key's earlier ones: one key cannot fill the queue.
-    await anyio.to_thread.run_sync(lambda: jobs.dispatch(job.id, priority=-active))
+    await anyio.to_thread.run_sync(lambda: jobs.dispatch(job.id, priority=-ahead))
     return JSONResponse(job.as_object(), status_code=202)
+
+
+def _too_many_jobs(active: int, limit: int) -> APIError:
+    return APIError(
+        429,
+        f"This key already has {active} queued or running jobs (limit {limit}).",
+        type="rate_limit_exceeded",
+        code="too_many_jobs",
+    )
 
 
 def _new_job(

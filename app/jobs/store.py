@@ -277,6 +277,25 @@ class JobStore:
         with self.database.read_lock, self.database.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def active_before(self, job: JobRow) -> int:
+        """The key's queued and running jobs created before ``job`` (its place in its key's line)."""
+        columns = audio_jobs.c
+        earlier = sa.or_(
+            columns.created_at < job.created_at, sa.and_(columns.created_at == job.created_at, columns.id < job.id)
+        )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(audio_jobs)
+            .where(columns.key_name == job.key_name, columns.status.in_(ACTIVE_STATUSES), earlier)
+        )
+        with self.database.read_lock, self.database.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def discard(self, job_id: str) -> None:
+        """Delete a job that was never dispatched (refused right after its row was written)."""
+        with self.database.write_lock, self.database.engine.begin() as conn:
+            conn.execute(audio_jobs.delete().where(audio_jobs.c.id == job_id))
+
     def claim(self, job_id: str, owner: str, lease_seconds: float) -> Claim | None:
         """Take a queued job, or a running one whose lease lapsed (its worker died); None when not runnable."""
         now = self.clock()

@@ -174,3 +174,14 @@ def test_webhook_secrets_rotate(store_and_clock: tuple[JobStore, Clock]) -> None
     first = store.rotate_secret("k")
     second = store.rotate_secret("k")
     assert first != second and store.secret("k") == second and second.startswith("whsec_")
+
+
+def test_a_jobs_place_in_its_keys_line(store_and_clock: tuple[JobStore, Clock]) -> None:
+    store, clock = store_and_clock
+    first = store.create(new_job())
+    clock.now += 1
+    store.create(new_job(key="other"))
+    second = store.create(new_job())
+    assert store.active_before(first) == 0 and store.active_before(second) == 1
+    store.discard(first.id)
+    assert store.get(first.id) is None and store.active_before(second) == 0
