@@ -61,11 +61,13 @@ def _worker(args: argparse.Namespace) -> int:
     if not settings.jobs.enabled:
         print("error: jobs.enabled is false: there are no jobs to run", file=sys.stderr)
         return 1
-    workers = args.workers or max(1, settings.jobs.workers)
+    # By default as many jobs as a model has slots: a worker serves no interactive requests to leave room for.
+    slots = max((model.max_concurrency for model in settings.models.values()), default=1)
+    workers = args.workers or max(1, settings.jobs.workers, slots)
     if args.nice:
         # Jobs are batch work: on a host shared with servers, their decodes get the cores' leftovers.
         os.nice(args.nice)
-    app = create_app(settings, job_workers=workers)
+    app = create_app(settings, job_workers=workers, job_worker=True)
 
     async def run() -> None:
         async with app.router.lifespan_context(app):
@@ -114,7 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=_serve)
     worker = commands.add_parser("worker", help="run async jobs only (no HTTP listener)")
-    worker.add_argument("--workers", type=int, help="jobs run at once (default: jobs.workers, at least 1)")
+    worker.add_argument(
+        "--workers", type=int, help="jobs run at once (default: the most slots of a model, or jobs.workers if more)"
+    )
     worker.add_argument(
         "--nice", type=int, default=10, help="lower this process's CPU priority by this much (default 10; 0: none)"
     )

@@ -85,9 +85,11 @@ def job_error(exc: BaseException) -> tuple[str, str]:
     return error.code or error.type, error.message
 
 
-def create_app(settings: Settings, *, loader: Loader | None = None, job_workers: int | None = None) -> FastAPI:
-    """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam); ``job_workers``
-    overrides ``jobs.workers`` (a dedicated worker process)."""
+def create_app(
+    settings: Settings, *, loader: Loader | None = None, job_workers: int | None = None, job_worker: bool = False
+) -> FastAPI:
+    """The whole server; ``loader`` replaces the Whisper loader (the in-process test seam). ``job_worker``: the
+    app of a dedicated worker process (``python -m app worker``), running ``job_workers`` jobs at once."""
     metrics = Metrics()
     service = build_service(
         settings, API_PRESENTERS, loader=loader, events=metrics, batch_events=metrics.batch_observer
@@ -136,7 +138,12 @@ def create_app(settings: Settings, *, loader: Loader | None = None, job_workers:
     hooks = LedgerHooks(ledger, KeyQuotas(settings.key_limits, settings.default_limits, ledger, window=window))
     jobs = (
         JobSystem(
-            settings.jobs, service, record_usage=hooks.record_event, describe_error=job_error, workers=job_workers
+            settings.jobs,
+            service,
+            record_usage=hooks.record_event,
+            describe_error=job_error,
+            workers=job_workers,
+            dedicated=job_worker,
         )
         if settings.jobs.enabled
         else None

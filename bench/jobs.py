@@ -516,12 +516,14 @@ class Probe:
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def __enter__(self) -> Probe:
-        self._thread.start()
+        if self.interval > 0:  # 0: no probe (the jobs' throughput alone, with nothing else on the cores)
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def idle_baseline(fleet: Sequence[Replica], keys: Keys, clip: bytes) -> dict[str, Any]:
@@ -825,7 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="each replica: a server that runs no jobs (jobs.workers 0) and `python -m app worker` beside it",
     )
-    parser.add_argument("--probe-interval", type=float, default=3.0, help="seconds between interactive probes")
+    parser.add_argument(
+        "--probe-interval",
+        type=float,
+        default=3.0,
+        help="seconds between interactive probes; 0: none (throughput alone)",
+    )
     parser.add_argument("--timeout", type=float, help="longest wait for a run's jobs (default: 300 s + audio length)")
     parser.add_argument(
         "--out", type=Path, help="folder for jobs-<time>.json, .md and the replica logs (default: bench/results)"

@@ -68,6 +68,7 @@ class JobRunner:
         on_final: Callable[[JobRow], None],
         on_released: Callable[[str], None],
         owner: str,
+        batch: bool = True,
     ) -> None:
         self.store = store
         self.service = service
@@ -79,6 +80,8 @@ class JobRunner:
         self.on_final = on_final
         self.on_released = on_released
         self.owner = owner
+        # In a server, jobs are batch work behind interactive requests; a dedicated worker has none to yield to.
+        self.batch = batch
         self.running: dict[str, RunState] = {}
 
     async def run(self, job_id: str) -> None:
@@ -162,7 +165,7 @@ class JobRunner:
         try:
             data = await self._audio(claim)
             request = decode_request(job.options, data)
-            admission = self.service.admit(request, batch=True)
+            admission = self.service.admit(request, batch=self.batch)
             deadline = Deadline(self.config.timeout_seconds)
             transcription = await self.service.start(
                 admission, deadline, max_audio_seconds=self.config.max_audio_seconds

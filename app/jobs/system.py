@@ -50,6 +50,7 @@ class JobSystem:
         record_usage: Callable[[UsageEvent], None],
         describe_error: ErrorDescriber,
         workers: int | None = None,
+        dedicated: bool = False,
     ) -> None:
         assert config.database_url is not None and config.storage_dir is not None  # set by Settings
         self.config = config
@@ -89,6 +90,7 @@ class JobSystem:
             on_final=self.deliver_final,
             on_released=self.dispatch,
             owner=self.owner,
+            batch=not dedicated,
         )
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._consumers: list[Any] = []

@@ -305,6 +305,21 @@ def test_audio_url_rules_hold_at_connect_time_and_on_redirects(jobs_server: Runn
     assert "404" in done["missing"]["error"]["message"]
 
 
+def test_webhook_urls_follow_the_same_address_rules(jobs_server: RunningServer, secret: str, synth_wav: Path) -> None:
+    with webhook_receiver(host="127.0.0.2") as forbidden:
+        created = submitted(
+            submit(jobs_server, jobs_server.api_key, synth_wav, model=MODEL, webhook_url=forbidden.url("/hook"))
+        )
+        assert wait_until(jobs_server, jobs_server.api_key, created["id"], FINAL)["status"] == "succeeded"
+        deadline = time.monotonic() + 30
+        while len(admin_job(jobs_server, created["id"])["webhook_deliveries"]) < 4:  # webhook_max_attempts
+            assert time.monotonic() < deadline, admin_job(jobs_server, created["id"])
+            time.sleep(0.2)
+        assert forbidden.deliveries == []
+    attempts = admin_job(jobs_server, created["id"])["webhook_deliveries"]
+    assert all(a["status"] is None and a["error"].startswith("url_forbidden") for a in attempts), attempts
+
+
 def test_bad_input_is_refused_at_submit_with_the_field_named(jobs_server: RunningServer, synth_wav: Path) -> None:
     key = jobs_server.api_key
     cases: list[tuple[httpx.Response, str]] = [
