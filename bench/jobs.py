@@ -142,15 +142,16 @@ class JobRecord:
         return sum(1 for status in self.statuses if status in FINAL)
 
 
-def fairness(jobs: Sequence[JobRecord]) -> dict[str, Any]:
+def fairness(jobs: Sequence[JobRecord], slots: int = 2) -> dict[str, Any]:
     """Per key: jobs, mean wait from submit to start, and the start rank (1 = first) of its first job.
 
-    Holds when every key's first job is among the first (keys + 2) starts: the two replicas' first jobs may go
-    to whoever submitted first, then each other key's first job must come before a busy key's later ones."""
+    Holds when every key's first job is among the first (keys + ``slots``) starts: the jobs that start at once
+    on the fleet's ``slots`` free job slots may go to whoever submitted first, then each other key's first job
+    must come before a busy key's later ones."""
     started = sorted((j for j in jobs if j.started_at is not None), key=lambda j: (j.started_at, j.submitted))
     rank = {id(job): n for n, job in enumerate(started, start=1)}
     keys = list(dict.fromkeys(j.key for j in jobs))
-    limit = len(keys) + 2
+    limit = len(keys) + slots
     per_key: dict[str, dict[str, Any]] = {}
     for key in keys:
         own = [j for j in jobs if j.key == key]
@@ -670,6 +671,7 @@ class Context:
     backend: Backend
     probe_interval: float
     timeout: float
+    job_slots: int  # jobs the fleet runs at once
 
 
 def jobs_run(ctx: Context, run: str, *, kill: bool) -> tuple[dict[str, Any], list[JobRecord]]:
@@ -697,7 +699,7 @@ def jobs_run(ctx: Context, run: str, *, kill: bool) -> tuple[dict[str, Any], lis
         "wall_s": wall,
         "throughput": throughput,
         "probe": latency_summary(probe.latencies) | {"errors": probe.errors},
-        "fairness": fairness(jobs),
+        "fairness": fairness(jobs, ctx.job_slots),
         "cpu_s": cpu_spent(usage_before, usage_after),
         "peak_rss_mib": [usage_after.rss[i] for i in sorted(usage_after.rss)],
         "killed_at": killed_at,
@@ -768,7 +770,9 @@ def run(args: argparse.Namespace) -> int:
         keys = Keys.make(list(dict(keys_spec)))
         fleet = stack.enter_context(replicas(config, workdir, keys, pin=args.pin, dedicated=args.dedicated_workers))
         timeout = args.timeout or 300 + sum(seconds for *_, seconds in inputs.files)
-        ctx = Context(fleet, keys, names, inputs, backend_, args.probe_interval, timeout)
+        # A dedicated worker runs as many jobs as the model has slots (2 in the default config); a server, 1.
+        slots = len(fleet) * (2 if args.dedicated_workers else 1)
+        ctx = Context(fleet, keys, names, inputs, backend_, args.probe_interval, timeout, slots)
         try:
             results = measure(ctx, args)
         finally:
