@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from app.accounting.usage_report import parse_since, totals_as_dicts
 from app.api.auth import Authenticator
 from app.api.errors import APIError, invalid_value
+from app.api.form import json_object
 from app.api.routes import require_admin
 from app.api.state import server_state
 
@@ -96,20 +97,10 @@ async def list_keys(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": rows})
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise invalid_value("body", "The request body must be a JSON object.") from None
-    if not isinstance(body, dict):
-        raise invalid_value("body", "The request body must be a JSON object.")
-    return body
-
-
 @admin.post("/keys")
 async def create_key(request: Request) -> JSONResponse:
     """A new key in the key file; the answer carries its secret, which is shown this once and never stored."""
-    body = await _json_object(request)
+    body = await json_object(request)
     name, is_admin = body.get("name"), body.get("admin", False)
     if not isinstance(name, str) or not KEY_NAME.match(name):
         raise invalid_value(

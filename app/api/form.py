@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
 
 from app.api.errors import APIError, invalid_value
 from app.api.languages import normalize_language
@@ -47,6 +48,17 @@ def shown(value: object) -> str:
     """A value for an error message: repr'd and cut short, so an error never echoes a huge input."""
     text = repr(value)
     return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 4] + "…" + text[-3:]
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """A request body that must be one JSON object (the admin endpoints, a job submitted by URL)."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        raise invalid_value("body", "The request body must be a JSON object.") from None
+    if not isinstance(body, dict):
+        raise invalid_value("body", "The request body must be a JSON object.")
+    return body
 
 
 def load_json(param: str, raw: str) -> Any:

@@ -3,7 +3,6 @@ cancel, the rendered result, and the key's webhook signing secret."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -13,8 +12,9 @@ from fastapi.responses import JSONResponse, Response
 
 from app.accounting.request_record import RequestRecord
 from app.api.auth import Principal
-from app.api.errors import APIError, invalid_value, to_api_error
-from app.api.form import Fields, parse_audio_fields, required_upload
+from app.api.errors import APIError, invalid_value
+from app.api.form import Fields, json_object, parse_audio_fields, required_upload
+from app.api.middleware import body_too_large
 from app.api.routes import require_key
 from app.api.state import server_state
 from app.jobs.audio_store import UploadTooLarge
@@ -61,23 +61,12 @@ async def _fields(request: Request) -> tuple[Fields, Any]:
     """The submitted fields, and the multipart form to close afterwards (None for a JSON body)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        raw = await request.body()
-        if len(raw) > MAX_JSON_BODY_BYTES:
+        if len(await request.body()) > MAX_JSON_BODY_BYTES:  # read once; json_object reuses it
             raise invalid_value("audio_url", f"A JSON job request may be at most {MAX_JSON_BODY_BYTES} bytes.")
-        body = _load_json_body(raw)
-        if not isinstance(body, dict):
-            raise invalid_value("body", "The JSON body must be an object.")
-        return Fields.from_json(body), None
+        return Fields.from_json(await json_object(request)), None
     settings = server_state(request).settings
     form = await request.form(max_files=8, max_fields=256, max_part_size=settings.max_form_field_bytes)
     return Fields(form), form
-
-
-def _load_json_body(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise invalid_value("body", "The body is not valid JSON.") from None
 
 
 async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
@@ -101,10 +90,7 @@ async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
         if audio_request.stream:
             raise invalid_value("stream", "stream is not available for jobs: fetch the result when the job is done.")
         webhook_url = _url("webhook_url", fields.text("webhook_url"))
-        try:
-            state.service.check(audio_request)
-        except Exception as exc:
-            raise to_api_error(exc) from exc
+        state.service.check(audio_request)  # a ServingError is answered by the app's error handlers
         if webhook_url is not None and await anyio.to_thread.run_sync(jobs.store.secret, principal.name) is None:
             raise invalid_value(
                 "webhook_url",
@@ -116,20 +102,12 @@ async def _submit(request: Request, jobs: JobSystem, task: str) -> JSONResponse:
             raise _too_many_jobs(active, config.max_active_per_key)
         # The key's request rate and audio budget, as for a synchronous request.
         record = RequestRecord(state.metrics, endpoint=f"{task}_job", key_name=principal.name)
-        try:
-            await anyio.to_thread.run_sync(state.hooks.admit, record)
-        except Exception as exc:
-            raise to_api_error(exc) from exc
+        await anyio.to_thread.run_sync(state.hooks.admit, record)
         if upload is not None:
             try:
                 audio_file, size = await anyio.to_thread.run_sync(jobs.audio.save, upload.file, config.max_upload_bytes)
             except UploadTooLarge:
-                raise APIError(
-                    413,
-                    f"The upload is larger than this server's job limit of {config.max_upload_bytes} bytes.",
-                    code="request_too_large",
-                    param="file",
-                ) from None
+                raise body_too_large(config.max_upload_bytes) from None
             if size == 0:
                 raise invalid_value("file", "The audio file is empty.")
         job = await anyio.to_thread.run_sync(

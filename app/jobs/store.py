@@ -101,10 +101,9 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
-class JobRow:
-    """A job as stored (the result body is read separately)."""
+class NewJob:
+    """What a submission stores; the rest of a job's row is the store's."""
 
-    id: str
     key_name: str
     task: str
     model: str
@@ -113,6 +112,13 @@ class JobRow:
     audio_url: str | None
     audio_file: str | None
     webhook_url: str | None
+
+
+@dataclass(frozen=True)
+class JobRow(NewJob):
+    """A job as stored (the result body is read separately)."""
+
+    id: str
     status: str
     created_at: float
     started_at: float | None
@@ -150,18 +156,6 @@ class JobRow:
 
 
 _JOB_COLUMNS = [audio_jobs.c[name] for name in JobRow.__dataclass_fields__]
-
-
-@dataclass(frozen=True)
-class NewJob:
-    key_name: str
-    task: str
-    model: str
-    response_format: str
-    options: str
-    audio_url: str | None
-    audio_file: str | None
-    webhook_url: str | None
 
 
 @dataclass(frozen=True)
@@ -419,14 +413,14 @@ class JobStore:
         }
         job_id = None
         with self.database.write_lock, self.database.engine.begin() as conn:
-            found = conn.execute(sa.select(audio_jobs.c.id, audio_jobs.c.webhook_url).where(*where)).first()
+            columns = audio_jobs.c
+            found = conn.execute(sa.select(columns.id, columns.webhook_url, columns.key_name).where(*where)).first()
             if found is None:
                 return None
-            job_id, webhook_url = str(found[0]), found[1]
+            job_id, webhook_url, key_name = str(found[0]), found[1], found[2]
             if conn.execute(audio_jobs.update().where(*where).values(**values)).rowcount != 1:
                 return None
             if webhook_url:
-                key_name = conn.execute(sa.select(audio_jobs.c.key_name).where(audio_jobs.c.id == job_id)).scalar_one()
                 conn.execute(
                     webhook_events.insert(),
                     {
