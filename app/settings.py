@@ -152,6 +152,12 @@ class RealtimeConfig(BaseModel):
     live_partials: bool = Field(
         True, description="Decode growing turns for live deltas; false: deltas only when a turn ends."
     )
+    anchor_turns: bool = Field(
+        True,
+        description="Start a growing turn's later decodes (live and final) at the end of its last segment whose "
+        "words are all shown, with those words as the prompt, instead of decoding the whole turn again each "
+        "time (long turns, manual commits); false: every decode hears the whole turn.",
+    )
     encoder_padding_seconds: float | None = Field(
         10.0,
         ge=5,

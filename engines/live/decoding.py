@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engines.audio import SAMPLE_RATE, Samples
 from engines.types import DecodeOptions, TokenLogprob, Transcriber
@@ -21,6 +21,8 @@ class Hypothesis:
     output_tokens: int = 0
     prompt_tokens: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    # Each segment's end (seconds into the decoded audio) and word count, as the decoder timed them
+    segment_ends: tuple[tuple[float, int], ...] = ()
 
     @property
     def words(self) -> list[str]:
@@ -29,6 +31,19 @@ class Hypothesis:
     @property
     def seconds(self) -> float:
         return self.samples / SAMPLE_RATE
+
+    def after(self, words: list[str], samples: int, *, word_tokens: int, prompt_tokens: int) -> Hypothesis:
+        """The whole turn's hypothesis, for a decode of its audio from ``samples`` on, after ``words``
+        (``word_tokens`` tokens) were said; ``prompt_tokens`` of the caller's own prompt."""
+        if not words and not samples:
+            return replace(self, prompt_tokens=prompt_tokens)
+        return replace(
+            self,
+            text=" ".join([*words, self.text]).strip(),
+            samples=samples + self.samples,
+            output_tokens=self.output_tokens + word_tokens,
+            prompt_tokens=prompt_tokens,
+        )
 
 
 def decode_turn(
@@ -56,4 +71,5 @@ def decode_turn(
         output_tokens=sum(len(s.tokens) for s in decoded),
         prompt_tokens=info.prompt_tokens,
         logprobs=[lp for s in decoded for lp in s.logprobs],
+        segment_ends=tuple((s.end, len(s.text.split())) for s in decoded),
     )

@@ -60,6 +60,27 @@ class FakeEngine(FakeRecogniser):
         return info, segments()
 
 
+class TimedEngine(FakeEngine):
+    """Like FakeEngine, but each word is a segment timed at its loud quarter second, and a decode whose
+    prompt already holds words goes on from there (as Whisper does after the words of its previous text)."""
+
+    def transcribe(
+        self, audio: npt.NDArray[np.float32], options: DecodeOptions, cancel: threading.Event | None = None
+    ) -> tuple[TranscriptInfo, Generator[Segment, None, None]]:
+        self.calls.append((audio.size / SAMPLE_RATE, options))
+        blocks = [audio[i : i + BLOCK] for i in range(0, audio.size - BLOCK + 1, BLOCK)]
+        loud = [j for j, b in enumerate(blocks) if float(np.sqrt(np.mean(b**2))) > 0.05]
+        skip = len(options.prompt.split()) if options.prompt else 0
+        info = TranscriptInfo("transcribe", options.language or "en", 0.99, audio.size / SAMPLE_RATE, 0, 0)
+
+        def segments() -> Generator[Segment, None, None]:
+            for k, j in enumerate(loud[: max(0, len(WORDS) - skip)]):
+                start, end = j * BLOCK / SAMPLE_RATE, (j + 1) * BLOCK / SAMPLE_RATE
+                yield Segment(k, 0, start, end, " " + WORDS[skip + k], [1], 0.0, -0.1, 1.0, 0.0)
+
+        return info, segments()
+
+
 class EnergyScorer:
     """A VAD that calls every loud frame speech."""
 
@@ -175,6 +196,30 @@ def test_a_speculative_decode_at_the_pause_becomes_the_final(service: Any) -> No
     assert session.stats.final == 0
     finals = [options for _, options in engine.calls if options.beam_size == 3]
     assert finals, "the speculative decode uses the final's settings (beam, fallback)"
+
+
+def test_later_decodes_of_a_long_turn_start_after_its_shown_words(service: Any) -> None:
+    engine = TimedEngine()
+    audio = pcm(("quiet", 0.3), ("speech", 4.5), ("quiet", 1.0))
+    events, session = run(service(engine), config(), audio, pace=0.05)
+    (completed,) = [e for e in events if isinstance(e, ev.TranscriptCompleted)]
+    assert completed.transcript == deltas_of(events, completed.item_id)
+    words = completed.transcript.split()
+    assert words == WORDS  # every word (4.5 s hold more than the fake knows), in order, none twice or lost
+    anchored = [(seconds, options.prompt) for seconds, options in engine.calls if options.prompt]
+    assert session.stats.anchored == len(anchored) > 0
+    seconds, prompt = anchored[-1]
+    assert prompt == " ".join(WORDS[: len(prompt.split())])
+    assert seconds < 4.5, "a decode from the anchor hears less than the whole turn"
+
+
+def test_every_decode_hears_the_whole_turn_without_anchors(service: Any) -> None:
+    engine = TimedEngine()
+    audio = pcm(("quiet", 0.3), ("speech", 4.5), ("quiet", 1.0))
+    events, session = run(service(engine), config(), audio, pace=0.05, limits=RealtimeConfig(anchor_turns=False))
+    (completed,) = [e for e in events if isinstance(e, ev.TranscriptCompleted)]
+    assert completed.transcript.split() == WORDS[: len(completed.transcript.split())]
+    assert session.stats.anchored == 0 and not any(options.prompt for _, options in engine.calls)
 
 
 def test_manual_commits_with_turn_detection_null(service: Any) -> None:

@@ -25,6 +25,7 @@ def decode_options(
     final: bool,
     beam_size: int,
     detected_language: str | None,
+    said: list[str] | None = None,
 ) -> DecodeOptions:
     """A final (or speculative) decode: beam search, fallback temperatures; a live one: greedy, one temperature."""
     per_second, extra = (FINAL_TOKENS_PER_SECOND, FINAL_TOKENS_EXTRA) if final else (
@@ -36,7 +37,8 @@ def decode_options(
     return DecodeOptions(
         task=config.task,
         language=language,
-        prompt=transcription.prompt,
+        # A decode from a turn's anchor hears the words said before it as previous text
+        prompt=" ".join([transcription.prompt or "", *(said or [])]).strip() or None,
         temperatures=FALLBACK_TEMPERATURES if final else (0.0,),
         logprobs=final and config.include_logprobs,
         beam_size=beam_size if final else 1,

@@ -49,6 +49,7 @@ from app.settings import RealtimeConfig
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, ModelLoadError
 from engines.live.agreement import LocalAgreement, cut_loop, join_delta
+from engines.live.anchor import Anchor, advance, usable
 from engines.live.decoding import Hypothesis, decode_turn
 from engines.types import DecodeOptions, Transcriber
 
@@ -109,6 +110,7 @@ class DecodeStats:
     final: int = 0
     background_waits: int = 0  # live decodes that had to queue behind other sessions' work
     cancelled: int = 0
+    anchored: int = 0  # decodes that started at the turn's anchor, past its start
     decode_seconds: float = 0.0
 
 
@@ -264,6 +266,8 @@ class TurnDecoder:
             self.stats.background_waits += 1
         decoding = turn.decoding
         hypothesis: Hypothesis | None = None
+        heard: Hypothesis | None = None
+        anchor, said = Anchor(), []
         try:
             with anyio.CancelScope() as waiting:
                 self._waiting = waiting
@@ -273,21 +277,24 @@ class TurnDecoder:
                     if job is None or job[0] is not turn:
                         return
                     kind = job[1]
-                    audio = self._source.audio(turn.start)
+                    anchor = self._anchor(turn, turn.decoding.anchor)
+                    said = decoding.agreement.committed[: anchor.words]
+                    audio = self._source.audio(turn.start + anchor.samples)
                     if kind == "speculative":
                         decoding.speculative_epoch = turn.speech.epoch
                         self._speculating = turn
                         self.stats.speculative += 1
                     else:
                         self.stats.live += 1
-                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative")
+                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative", said=said)
                     started = time.perf_counter()
-                    hypothesis = await self._decode(turn, kind, audio, options)
+                    heard = await self._decode(turn, kind, audio, options)
                     if kind == "live":
                         decoding.live_seconds = time.perf_counter() - started
             self._waiting = None
-            if hypothesis is None:
+            if heard is None:
                 return
+            hypothesis = self._whole_turn(heard, said, anchor)
             decoding.decoded_to = turn.start + hypothesis.samples
             self._pin_language(turn, hypothesis)
             if kind == "speculative":
@@ -297,6 +304,8 @@ class TurnDecoder:
         if turn is self._source.open or turn in self._finals:
             words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
             self._emit_words(turn, decoding.agreement.update(words))
+            if self._limits.anchor_turns and anchor == decoding.anchor and not self._config.include_logprobs:
+                decoding.anchor = advance(anchor, heard, decoding.agreement.committed)
 
     async def _finalize(self, turn: Turn) -> None:
         committed = turn.committed
@@ -309,14 +318,17 @@ class TurnDecoder:
                 hypothesis = turn.decoding.speculative
                 self.stats.speculative_used += 1
             else:
+                anchor = self._anchor(turn, usable(turn.decoding.anchor, committed.audio.size))
+                said = turn.decoding.agreement.committed[: anchor.words]
+                audio = committed.audio[anchor.samples :]
                 reservation = self._models.slots(self._model_id or "").reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    options = self._options(turn, committed.audio.size / SAMPLE_RATE, final=True)
-                    decoded = await self._decode(turn, "final", committed.audio, options, gate=committed.gate)
+                    options = self._options(turn, audio.size / SAMPLE_RATE, final=True, said=said)
+                    decoded = await self._decode(turn, "final", audio, options, gate=committed.gate)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
-                hypothesis = decoded
+                hypothesis = self._whole_turn(decoded, said, anchor)
             agreement = turn.decoding.agreement
             self._emit_words(turn, agreement.finish(hypothesis.words))
             seconds = committed.audio.size / SAMPLE_RATE
@@ -348,7 +360,7 @@ class TurnDecoder:
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _options(self, turn: Turn, seconds: float, *, final: bool) -> DecodeOptions:
+    def _options(self, turn: Turn, seconds: float, *, final: bool, said: list[str]) -> DecodeOptions:
         assert self._model_id is not None
         return decode_options(
             self._config,
@@ -357,6 +369,23 @@ class TurnDecoder:
             final=final,
             beam_size=self._models.beam_size(self._model_id),
             detected_language=turn.decoding.language,
+            said=said,
+        )
+
+    def _anchor(self, turn: Turn, anchor: Anchor) -> Anchor:
+        """Where a decode of ``turn`` starts: its anchor, or the turn's start when log-probs are asked for
+        (a final's log-probs cover the whole transcript, and a speculative decode may become the final)."""
+        return anchor if self._limits.anchor_turns and not self._config.include_logprobs else Anchor()
+
+    def _whole_turn(self, heard: Hypothesis, said: list[str], anchor: Anchor) -> Hypothesis:
+        """The turn's hypothesis from a decode of its audio from ``anchor`` on, after the words ``said``."""
+        assert self._engine is not None
+        prompt = self._config.transcription.prompt
+        return heard.after(
+            said,
+            anchor.samples,
+            word_tokens=self._engine.count_tokens(" ".join(said)) if said else 0,
+            prompt_tokens=self._engine.count_tokens(prompt) if prompt else 0,
         )
 
     def _audio_tokens(self, seconds: float) -> int:
@@ -371,6 +400,8 @@ class TurnDecoder:
         running = _Running(turn, kind, threading.Event())
         if self._stopped:
             return None
+        if options.prompt != self._config.transcription.prompt:  # the words before the turn's anchor
+            self.stats.anchored += 1
         loop: Literal["final", "open turn"] = "final" if kind == "final" else "open turn"
         self._running[loop] = running
         started = time.perf_counter()

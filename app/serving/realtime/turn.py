@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from engines.audio import SAMPLE_RATE, Samples
 from engines.live.agreement import LocalAgreement
+from engines.live.anchor import Anchor
 from engines.live.decoding import Hypothesis
 
 
@@ -45,6 +46,7 @@ class TurnDecoding:
     speculative: Hypothesis | None = None
     speculative_epoch: int = -1  # the speech epoch the speculative decode heard
     deltas_sent: int = 0
+    anchor: Anchor = field(default_factory=Anchor)  # where the next decode of the turn starts
 
 
 @dataclass(frozen=True)

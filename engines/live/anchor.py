@@ -1,0 +1,56 @@
+"""Where a growing turn's decodes start: after the last segment whose words are all shown.
+
+A turn is decoded again and again as it grows, and each decode of the whole turn costs more than
+the last (the encoder reads all of its audio, the decoder writes all of its words). The words
+already shown never change (engines/live/agreement.py), so once every word of a segment that
+Whisper timed is shown, later decodes start at that segment's end and hear the shown words as a
+text prompt instead, as whisper_streaming trims its buffer at finished segments. The decode's
+words are the shown words before the anchor plus what it heard after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engines.audio import SAMPLE_RATE
+from engines.live.agreement import normalize
+from engines.live.decoding import Hypothesis
+
+# A segment must end this long before the decoded audio does: the last second's segmentation may change.
+MARGIN_SECONDS = 1.0
+# A decode from the anchor hears at least this much audio, or none is used (Whisper mishears scraps).
+MIN_AUDIO_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Anchor:
+    samples: int = 0  # from the turn's start
+    words: int = 0  # shown words said before it
+
+
+def advance(anchor: Anchor, heard: Hypothesis, shown: list[str]) -> Anchor:
+    """The anchor after ``heard`` (a decode of the audio from ``anchor`` on), given the words shown now.
+
+    It moves to the end of the last segment that ends ``MARGIN_SECONDS`` before the decoded audio and
+    whose words, with those before the anchor, are exactly the first shown words.
+    """
+    count, best = anchor.words, anchor
+    latest = heard.samples - MARGIN_SECONDS * SAMPLE_RATE
+    for end_seconds, words in heard.segment_ends:
+        count += words
+        end = round(end_seconds * SAMPLE_RATE)
+        if count > len(shown) or end > latest:
+            break
+        if end > best.samples - anchor.samples and words:
+            best = Anchor(anchor.samples + end, count)
+    if best is anchor:
+        return anchor
+    said = shown[: anchor.words] + heard.words
+    if [normalize(w) for w in said[: best.words]] != [normalize(w) for w in shown[: best.words]]:
+        return anchor
+    return best
+
+
+def usable(anchor: Anchor, audio_samples: int) -> Anchor:
+    """``anchor``, or none (the turn's start) when too little audio is left after it."""
+    return anchor if audio_samples - anchor.samples >= MIN_AUDIO_SECONDS * SAMPLE_RATE else Anchor()
