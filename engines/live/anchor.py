@@ -26,6 +26,9 @@ MIN_AUDIO_SECONDS = 1.0
 class Anchor:
     samples: int = 0  # from the turn's start
     words: int = 0  # shown words said before it
+    # The language those words were heard in: decodes from the anchor keep it (a detection on the rest of
+    # a turn alone, a second or two of audio, can be far off: Korean for the end of an English sentence)
+    language: str | None = None
 
 
 def advance(anchor: Anchor, heard: Hypothesis, shown: list[str]) -> Anchor:
@@ -42,7 +45,7 @@ def advance(anchor: Anchor, heard: Hypothesis, shown: list[str]) -> Anchor:
         if count > len(shown) or end > latest:
             break
         if end > best.samples - anchor.samples and words:
-            best = Anchor(anchor.samples + end, count)
+            best = Anchor(anchor.samples + end, count, heard.language)
     if best is anchor:
         return anchor
     said = shown[: anchor.words] + heard.words

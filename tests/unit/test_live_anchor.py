@@ -14,25 +14,25 @@ def heard(text: str, seconds: float, segments: list[tuple[float, int]]) -> Hypot
 def test_moves_to_the_last_segment_whose_words_are_all_shown() -> None:
     decode = heard("one two three. four five. six", 6.0, [(2.0, 3), (4.0, 2), (6.0, 1)])
     anchor = advance(Anchor(), decode, ["one", "two", "three.", "four", "five."])
-    assert anchor == Anchor(4 * SAMPLE_RATE, 5)
+    assert anchor == Anchor(4 * SAMPLE_RATE, 5, "en")  # and the language its words were heard in
 
 
 def test_not_past_a_segment_with_words_not_yet_shown() -> None:
     decode = heard("one two three. four five. six", 6.0, [(2.0, 3), (4.0, 2), (6.0, 1)])
-    assert advance(Anchor(), decode, ["one", "two", "three.", "four"]) == Anchor(2 * SAMPLE_RATE, 3)
+    assert advance(Anchor(), decode, ["one", "two", "three.", "four"]) == Anchor(2 * SAMPLE_RATE, 3, "en")
     assert advance(Anchor(), decode, ["one", "two"]) == Anchor()
 
 
 def test_not_into_the_last_second_of_the_decoded_audio() -> None:
     decode = heard("one two three. four five.", 4.5, [(2.0, 3), (4.0, 2)])
-    assert advance(Anchor(), decode, ["one", "two", "three.", "four", "five."]) == Anchor(2 * SAMPLE_RATE, 3)
+    assert advance(Anchor(), decode, ["one", "two", "three.", "four", "five."]) == Anchor(2 * SAMPLE_RATE, 3, "en")
 
 
 def test_counts_from_the_previous_anchor() -> None:
     start = Anchor(3 * SAMPLE_RATE, 2)
     decode = heard("three four. five", 5.0, [(2.5, 2), (5.0, 1)])  # heard from 3 s on
     anchor = advance(start, decode, ["one", "two", "three", "four.", "five"])
-    assert anchor == Anchor(int(5.5 * SAMPLE_RATE), 4)
+    assert anchor == Anchor(int(5.5 * SAMPLE_RATE), 4, "en")
 
 
 def test_stays_when_the_shown_words_are_not_the_decoded_ones() -> None:
@@ -42,7 +42,7 @@ def test_stays_when_the_shown_words_are_not_the_decoded_ones() -> None:
 
 def test_compares_without_case_and_punctuation() -> None:
     decode = heard("One, two three. four", 5.0, [(2.0, 3), (5.0, 1)])
-    assert advance(Anchor(), decode, ["one", "two", "three", "four"]) == Anchor(2 * SAMPLE_RATE, 3)
+    assert advance(Anchor(), decode, ["one", "two", "three", "four"]) == Anchor(2 * SAMPLE_RATE, 3, "en")
 
 
 def test_a_segment_timed_past_the_audio_is_never_an_anchor() -> None:

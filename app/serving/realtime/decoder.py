@@ -286,7 +286,7 @@ class TurnDecoder:
                         self.stats.speculative += 1
                     else:
                         self.stats.live += 1
-                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative", said=said)
+                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative", anchor=anchor)
                     started = time.perf_counter()
                     heard = await self._decode(turn, kind, audio, options)
                     if kind == "live":
@@ -304,7 +304,7 @@ class TurnDecoder:
         if turn is self._source.open or turn in self._finals:
             words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
             self._emit_words(turn, decoding.agreement.update(words))
-            if self._limits.anchor_turns and anchor == decoding.anchor and not self._config.include_logprobs:
+            if self._anchoring and anchor == decoding.anchor:
                 decoding.anchor = advance(anchor, heard, decoding.agreement.committed)
 
     async def _finalize(self, turn: Turn) -> None:
@@ -324,7 +324,7 @@ class TurnDecoder:
                 reservation = self._models.slots(self._model_id or "").reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    options = self._options(turn, audio.size / SAMPLE_RATE, final=True, said=said)
+                    options = self._options(turn, audio.size / SAMPLE_RATE, final=True, anchor=anchor)
                     decoded = await self._decode(turn, "final", audio, options, gate=committed.gate)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
@@ -360,22 +360,31 @@ class TurnDecoder:
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _options(self, turn: Turn, seconds: float, *, final: bool, said: list[str]) -> DecodeOptions:
+    def _options(self, turn: Turn, seconds: float, *, final: bool, anchor: Anchor) -> DecodeOptions:
+        """Options for a decode of ``turn`` from ``anchor`` on (the words before it are its prompt)."""
         assert self._model_id is not None
+        decoding = turn.decoding
         return decode_options(
             self._config,
             self._limits,
             seconds=seconds,
             final=final,
             beam_size=self._models.beam_size(self._model_id),
-            detected_language=turn.decoding.language,
-            said=said,
+            detected_language=decoding.language or anchor.language,
+            said=decoding.agreement.committed[: anchor.words],
         )
 
+    @property
+    def _anchoring(self) -> bool:
+        """Whether decodes start at turn anchors: not when log-probs are asked for (a final's cover the whole
+        transcript, and a speculative decode may become the final), nor when turns are translated (each
+        decode detects the spoken language again, on the whole turn)."""
+        config = self._config
+        return self._limits.anchor_turns and not config.include_logprobs and config.task == "transcribe"
+
     def _anchor(self, turn: Turn, anchor: Anchor) -> Anchor:
-        """Where a decode of ``turn`` starts: its anchor, or the turn's start when log-probs are asked for
-        (a final's log-probs cover the whole transcript, and a speculative decode may become the final)."""
-        return anchor if self._limits.anchor_turns and not self._config.include_logprobs else Anchor()
+        """Where a decode of ``turn`` starts: ``anchor``, or the turn's start when the session does not anchor."""
+        return anchor if self._anchoring else Anchor()
 
     def _whole_turn(self, heard: Hypothesis, said: list[str], anchor: Anchor) -> Hypothesis:
         """The turn's hypothesis from a decode of its audio from ``anchor`` on, after the words ``said``."""
