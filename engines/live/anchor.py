@@ -11,6 +11,7 @@ words are the shown words before the anchor plus what it heard after it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from engines.audio import SAMPLE_RATE
 from engines.live.agreement import normalize
@@ -35,22 +36,28 @@ def advance(anchor: Anchor, heard: Hypothesis, shown: list[str]) -> Anchor:
     """The anchor after ``heard`` (a decode of the audio from ``anchor`` on), given the words shown now.
 
     It moves to the end of the last segment that ends ``MARGIN_SECONDS`` before the decoded audio and
-    whose words, with those before the anchor, are exactly the first shown words.
+    whose last two words (or only word) are shown words, in a row: the decode's words are aligned with
+    the shown ones after the anchor (a decode may add or drop a word that the agreement left out), and
+    the anchor counts the shown words up to that point.
     """
-    count, best = anchor.words, anchor
+    since = [normalize(w) for w in shown[anchor.words :]]
+    said = [normalize(w) for w in heard.words]
+    shown_at: dict[int, int] = {}  # index of a decoded word -> index of the same shown word (after the anchor)
+    for block in SequenceMatcher(None, said, since, autojunk=False).get_matching_blocks():
+        shown_at.update({block.a + k: block.b + k for k in range(block.size)})
+    count, best = 0, anchor
     latest = heard.samples - MARGIN_SECONDS * SAMPLE_RATE
     for end_seconds, words in heard.segment_ends:
         count += words
         end = round(end_seconds * SAMPLE_RATE)
-        if count > len(shown) or end > latest:
+        if end > latest:
             break
-        if end > best.samples - anchor.samples and words:
-            best = Anchor(anchor.samples + end, count, heard.language)
-    if best is anchor:
-        return anchor
-    said = shown[: anchor.words] + heard.words
-    if [normalize(w) for w in said[: best.words]] != [normalize(w) for w in shown[: best.words]]:
-        return anchor
+        last = count - 1
+        if not words or last not in shown_at or end <= best.samples - anchor.samples:
+            continue
+        if words > 1 and shown_at.get(last - 1) != shown_at[last] - 1:
+            continue
+        best = Anchor(anchor.samples + end, anchor.words + shown_at[last] + 1, heard.language)
     return best
 
 

@@ -40,6 +40,18 @@ def test_stays_when_the_shown_words_are_not_the_decoded_ones() -> None:
     assert advance(Anchor(), decode, ["one", "two", "three.", "four"]) == Anchor()
 
 
+def test_a_word_the_decode_added_or_dropped_does_not_hold_it_back() -> None:
+    added = heard("so one two three. four", 5.0, [(2.0, 4), (5.0, 1)])
+    assert advance(Anchor(), added, ["one", "two", "three.", "four"]) == Anchor(2 * SAMPLE_RATE, 3, "en")
+    dropped = heard("one three four. five", 5.0, [(2.0, 3), (5.0, 1)])
+    assert advance(Anchor(), dropped, ["one", "two", "three", "four.", "five"]) == Anchor(2 * SAMPLE_RATE, 4, "en")
+
+
+def test_a_segment_end_must_be_two_shown_words_in_a_row() -> None:
+    decode = heard("one three. four", 5.0, [(2.0, 2), (5.0, 1)])  # "two" missing right before the end
+    assert advance(Anchor(), decode, ["one", "two", "three.", "four"]) == Anchor()
+
+
 def test_compares_without_case_and_punctuation() -> None:
     decode = heard("One, two three. four", 5.0, [(2.0, 3), (5.0, 1)])
     assert advance(Anchor(), decode, ["one", "two", "three", "four"]) == Anchor(2 * SAMPLE_RATE, 3, "en")
