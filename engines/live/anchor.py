@@ -5,7 +5,9 @@ the last (the encoder reads all of its audio, the decoder writes all of its word
 already shown never change (engines/live/agreement.py), so once every word of a segment that
 Whisper timed is shown, later decodes start at that segment's end and hear the shown words as a
 text prompt instead, as whisper_streaming trims its buffer at finished segments. The decode's
-words are the shown words before the anchor plus what it heard after it.
+words are the shown words before the anchor plus what it heard after it. Only live decodes start
+there: a turn's final hears the whole turn (from an anchor, Whisper sometimes ended a final at a
+sentence's end and left the speech after it unheard).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from engines.live.decoding import Hypothesis
 
 # A segment must end this long before the decoded audio does: the last second's segmentation may change.
 MARGIN_SECONDS = 1.0
-# A decode from the anchor hears at least this much audio, or none is used (Whisper mishears scraps).
-MIN_AUDIO_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,3 @@ def advance(anchor: Anchor, heard: Hypothesis, shown: list[str]) -> Anchor:
             continue
         best = Anchor(anchor.samples + end, anchor.words + shown_at[last] + 1, heard.language)
     return best
-
-
-def usable(anchor: Anchor, audio_samples: int) -> Anchor:
-    """``anchor``, or none (the turn's start) when too little audio is left after it."""
-    return anchor if audio_samples - anchor.samples >= MIN_AUDIO_SECONDS * SAMPLE_RATE else Anchor()

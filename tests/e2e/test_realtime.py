@@ -38,7 +38,8 @@ CONFIG = {
     },
     "preload_models": ["tiny.en", "base"],
     # 15-s turns: the long utterance below stays one turn (the default cuts turns at 10 s).
-    "realtime": {"max_sessions_per_key": 5, "max_turn_seconds": 15},
+    # Turn anchors (off by default) on here: every test's live decodes go through them too.
+    "realtime": {"max_sessions_per_key": 5, "max_turn_seconds": 15, "anchor_turns": True},
 }
 INTENT = {"intent": "transcription"}
 # About 12 s without a pause: long enough for live deltas even on a busy machine.
@@ -174,6 +175,42 @@ async def test_deltas_flow_while_the_speaker_is_still_talking(aclient: openai.As
     turn = completed(events)[0]
     assert turn.transcript.startswith("".join(early))
     assert wer(LONG_UTTERANCE, turn.transcript) <= 0.25, turn.transcript
+
+
+# Three sentences, about 13 s without a commit: Whisper times each sentence as a segment.
+THREE_SENTENCES = (
+    "The museum opens at nine in the morning. Visitors can buy their tickets at the front desk. "
+    "The cafe on the second floor serves soup and sandwiches until three in the afternoon."
+)
+
+
+async def test_a_long_turn_is_decoded_on_from_its_shown_words(
+    rt_server: RunningServer, aclient: openai.AsyncOpenAI, tmp_path: Path
+) -> None:
+    """One 13-s manual turn: once a sentence is shown, later live decodes start after it and hear its words as
+    the prompt; the deltas still join to the transcript, as good as ever."""
+    path = espeak(tmp_path / "three.wav", THREE_SENTENCES, speed=160)
+    async with aclient.realtime.connect(extra_query=INTENT) as conn:
+        created: Any = await conn.recv()  # session.created
+        await conn.session.update(
+            session=session(turn_detection=None, transcription={"model": "gpt-live-transcribe", "language": "en"})
+        )
+        assert (await conn.recv()).type == "session.updated"
+        await stream(conn, pcm24(path), chunk_ms=100, speed=1.0)
+        await conn.input_audio_buffer.commit()
+        events = await events_until(conn, count_completed(1))
+    (turn,) = completed(events)
+    deltas = "".join(e.delta for e in events if e.type.endswith("transcription.delta"))
+    assert deltas == turn.transcript
+    assert wer(THREE_SENTENCES, turn.transcript) <= 0.15, turn.transcript
+    marker = f"session={created.session.id} "
+    for _ in range(50):  # the session's log line is written once it has closed
+        lines = [line for line in rt_server.log().splitlines() if marker in line and "decodes=" in line]
+        if lines:
+            break
+        await asyncio.sleep(0.1)
+    anchored = int(lines[0].split("'anchored': ")[1].split(",")[0])
+    assert anchored > 0, lines[0]
 
 
 def _item_of(event: Event) -> str | None:

@@ -201,7 +201,7 @@ def test_a_speculative_decode_at_the_pause_becomes_the_final(service: Any) -> No
 def test_later_decodes_of_a_long_turn_start_after_its_shown_words(service: Any) -> None:
     engine = TimedEngine()
     audio = pcm(("quiet", 0.3), ("speech", 4.5), ("quiet", 1.0))
-    events, session = run(service(engine), config(), audio, pace=0.05)
+    events, session = run(service(engine), config(), audio, pace=0.05, limits=RealtimeConfig(anchor_turns=True))
     (completed,) = [e for e in events if isinstance(e, ev.TranscriptCompleted)]
     assert completed.transcript == deltas_of(events, completed.item_id)
     words = completed.transcript.split()
@@ -216,7 +216,7 @@ def test_later_decodes_of_a_long_turn_start_after_its_shown_words(service: Any) 
 def test_every_decode_hears_the_whole_turn_without_anchors(service: Any) -> None:
     engine = TimedEngine()
     audio = pcm(("quiet", 0.3), ("speech", 4.5), ("quiet", 1.0))
-    events, session = run(service(engine), config(), audio, pace=0.05, limits=RealtimeConfig(anchor_turns=False))
+    events, session = run(service(engine), config(), audio, pace=0.05)  # anchors are off by default
     (completed,) = [e for e in events if isinstance(e, ev.TranscriptCompleted)]
     assert completed.transcript.split() == WORDS[: len(completed.transcript.split())]
     assert session.stats.anchored == 0 and not any(options.prompt for _, options in engine.calls)

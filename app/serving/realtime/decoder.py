@@ -49,7 +49,7 @@ from app.settings import RealtimeConfig
 from engines.audio import SAMPLE_RATE, Samples
 from engines.errors import DecodingCancelled, ModelLoadError
 from engines.live.agreement import LocalAgreement, cut_loop, join_delta
-from engines.live.anchor import Anchor, advance, usable
+from engines.live.anchor import Anchor, advance
 from engines.live.decoding import Hypothesis, decode_turn
 from engines.types import DecodeOptions, Transcriber
 
@@ -277,7 +277,9 @@ class TurnDecoder:
                     if job is None or job[0] is not turn:
                         return
                     kind = job[1]
-                    anchor = self._anchor(turn, turn.decoding.anchor)
+                    # Only live decodes start at the anchor: a speculative one may become the final, and a final
+                    # from an anchor could stop at a sentence's end, its speech after it left unheard.
+                    anchor = decoding.anchor if kind == "live" and self._anchoring else Anchor()
                     said = decoding.agreement.committed[: anchor.words]
                     audio = self._source.audio(turn.start + anchor.samples)
                     if kind == "speculative":
@@ -304,7 +306,7 @@ class TurnDecoder:
         if turn is self._source.open or turn in self._finals:
             words = hypothesis.words if kind == "speculative" else cut_loop(hypothesis.words)
             self._emit_words(turn, decoding.agreement.update(words))
-            if self._anchoring and anchor == decoding.anchor:
+            if kind == "live" and self._anchoring and anchor == decoding.anchor:
                 decoding.anchor = advance(anchor, heard, decoding.agreement.committed)
 
     async def _finalize(self, turn: Turn) -> None:
@@ -318,17 +320,14 @@ class TurnDecoder:
                 hypothesis = turn.decoding.speculative
                 self.stats.speculative_used += 1
             else:
-                anchor = self._anchor(turn, usable(turn.decoding.anchor, committed.audio.size))
-                said = turn.decoding.agreement.committed[: anchor.words]
-                audio = committed.audio[anchor.samples :]
                 reservation = self._models.slots(self._model_id or "").reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    options = self._options(turn, audio.size / SAMPLE_RATE, final=True, anchor=anchor)
-                    decoded = await self._decode(turn, "final", audio, options, gate=committed.gate)
+                    options = self._options(turn, committed.audio.size / SAMPLE_RATE, final=True, anchor=Anchor())
+                    decoded = await self._decode(turn, "final", committed.audio, options, gate=committed.gate)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
-                hypothesis = self._whole_turn(decoded, said, anchor)
+                hypothesis = decoded
             agreement = turn.decoding.agreement
             self._emit_words(turn, agreement.finish(hypothesis.words))
             seconds = committed.audio.size / SAMPLE_RATE
@@ -376,15 +375,9 @@ class TurnDecoder:
 
     @property
     def _anchoring(self) -> bool:
-        """Whether decodes start at turn anchors: not when log-probs are asked for (a final's cover the whole
-        transcript, and a speculative decode may become the final), nor when turns are translated (each
-        decode detects the spoken language again, on the whole turn)."""
-        config = self._config
-        return self._limits.anchor_turns and not config.include_logprobs and config.task == "transcribe"
-
-    def _anchor(self, turn: Turn, anchor: Anchor) -> Anchor:
-        """Where a decode of ``turn`` starts: ``anchor``, or the turn's start when the session does not anchor."""
-        return anchor if self._anchoring else Anchor()
+        """Whether live decodes start at turn anchors: not when turns are translated (each decode detects the
+        spoken language again, on the whole turn)."""
+        return self._limits.anchor_turns and self._config.task == "transcribe"
 
     def _whole_turn(self, heard: Hypothesis, said: list[str], anchor: Anchor) -> Hypothesis:
         """The turn's hypothesis from a decode of its audio from ``anchor`` on, after the words ``said``."""
