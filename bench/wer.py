@@ -7,10 +7,11 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from app.serving.channels import DECODE_BLOCK_SECONDS  # the blocks the service hands to LongFormRun
 from app.serving.protocol import AudioRequest, ChunkingStrategy
@@ -85,12 +86,19 @@ def generated(folder: Path) -> list[Item]:
 
 
 def transcribe(
-    service: TranscriptionService, engine: Transcriber, config: LongFormConfig, item: Item, max_seconds: float
+    service: TranscriptionService,
+    engine: Transcriber,
+    config: LongFormConfig,
+    item: Item,
+    max_seconds: float,
+    change: Mapping[str, Any] | None = None,
 ) -> str:
-    """One default request as the server runs it: the upload opened once, fed block by block to LongFormRun."""
+    """One default request as the server runs it: the upload opened once, fed block by block to LongFormRun.
+
+    ``change``: decode options to set otherwise than the server would (a benchmark's candidate values)."""
     data = item.path.read_bytes()
     request = AudioRequest(task="transcribe", file=data, model=engine.name, language=item.language)
-    options = service.decode_options(request, engine, engine.name)
+    options = replace(service.decode_options(request, engine, engine.name), **(change or {}))
     audio = AudioFile(data, max_duration=max_seconds)
     try:
         run = LongFormRun(engine, options, audio.blocks(min(DECODE_BLOCK_SECONDS, config.block_seconds)), config)
