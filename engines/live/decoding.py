@@ -35,8 +35,6 @@ class Hypothesis:
     def after(self, words: list[str], samples: int, *, word_tokens: int, prompt_tokens: int) -> Hypothesis:
         """The whole turn's hypothesis, for a decode of its audio from ``samples`` on, after ``words``
         (``word_tokens`` tokens) were said; ``prompt_tokens`` of the caller's own prompt."""
-        if not words and not samples:
-            return replace(self, prompt_tokens=prompt_tokens)
         return replace(
             self,
             text=" ".join([*words, self.text]).strip(),

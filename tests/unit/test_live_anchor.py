@@ -67,4 +67,3 @@ def test_the_whole_turn_from_a_decode_after_the_anchor() -> None:
     whole = decode.after(["one", "two"], 3 * SAMPLE_RATE, word_tokens=2, prompt_tokens=0)
     assert whole.text == "one two five six" and whole.samples == 5 * SAMPLE_RATE
     assert whole.output_tokens == 4 and whole.prompt_tokens == 0
-    assert decode.after([], 0, word_tokens=0, prompt_tokens=0).text == "five six"

@@ -110,7 +110,7 @@ class DecodeStats:
     final: int = 0
     background_waits: int = 0  # live decodes that had to queue behind other sessions' work
     cancelled: int = 0
-    anchored: int = 0  # decodes that started at the turn's anchor, past its start
+    anchored: int = 0  # live decodes that started at the turn's anchor, past its start
     decode_seconds: float = 0.0
 
 
@@ -282,6 +282,8 @@ class TurnDecoder:
                     anchor = decoding.anchor if kind == "live" and self._anchoring else Anchor()
                     said = decoding.agreement.committed[: anchor.words]
                     audio = self._source.audio(turn.start + anchor.samples)
+                    if anchor.samples:
+                        self.stats.anchored += 1
                     if kind == "speculative":
                         decoding.speculative_epoch = turn.speech.epoch
                         self._speculating = turn
@@ -381,6 +383,8 @@ class TurnDecoder:
 
     def _whole_turn(self, heard: Hypothesis, said: list[str], anchor: Anchor) -> Hypothesis:
         """The turn's hypothesis from a decode of its audio from ``anchor`` on, after the words ``said``."""
+        if not anchor.samples:
+            return heard
         assert self._engine is not None
         prompt = self._config.transcription.prompt
         return heard.after(
@@ -402,8 +406,6 @@ class TurnDecoder:
         running = _Running(turn, kind, threading.Event())
         if self._stopped:
             return None
-        if options.prompt != self._config.transcription.prompt:  # the words before the turn's anchor
-            self.stats.anchored += 1
         loop: Literal["final", "open turn"] = "final" if kind == "final" else "open turn"
         self._running[loop] = running
         started = time.perf_counter()
