@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,18 +21,17 @@ import ctranslate2
 import numpy as np
 
 from bench.common import (
-    BenchError,
     add_file_options,
     audio_dir,
     bench_main,
-    config_path,
     finish,
     git_commit,
     load_average,
-    load_config,
-    server_service,
+    served_model,
+    whisper_engine,
     write_results,
 )
+from bench.stats import timed
 from bench.tables import render_table
 from engines.audio import SAMPLE_RATE, decode_audio
 
@@ -49,12 +47,9 @@ MAX_LENGTH = 120
 
 
 def best_of(repeat: int, call: Callable[[], Any]) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+    """The fastest of ``repeat`` calls, and the last call's result."""
+    runs, result = timed(call, repeat)
+    return min(runs), result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,17 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_path(args.config)
-    settings = load_config(config)
-    if args.model not in settings.models:
-        raise BenchError(f"--model {args.model!r} is not a model of {config}")
-    service = server_service(settings)
+    served = served_model(args.config, args.model)
     speech = [decode_audio((audio_dir() / name).read_bytes()) for name in RECORDINGS]
     started, load_before = datetime.now(UTC), load_average()
-    with service.manager.lease(args.model) as engine:
-        whisper = getattr(engine, "model", None)
-        if whisper is None or not hasattr(whisper, "feature_extractor"):
-            raise BenchError(f"--model {args.model!r} is not a Whisper model")
+    with served.service.manager.lease(served.model_id) as engine:
+        whisper = whisper_engine(engine).model
         tokenizer = whisper.hf_tokenizer
         sot = [tokenizer.token_to_id("<|startoftranscript|>")]
         if whisper.model.is_multilingual:

@@ -37,12 +37,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from bench import ct2_cuda, random_whisper
 from bench.entry import BenchError, bench_main
+from bench.stats import timed
 from engines.cores import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,6 @@ WINDOW_SECONDS = 30.0
 FRAMES = 3000  # 30 s of 10-ms mel frames
 # CTranslate2's Whisper decodes at most min(max_length / 2, max_length - prompt) tokens, within 448 positions.
 MAX_DECODE_TOKENS = 224
-T = TypeVar("T")
 PROMPT = (random_whisper.SOT, random_whisper.ENGLISH, "<|transcribe|>", "<|notimestamps|>")
 
 
@@ -103,16 +103,6 @@ def markdown_table(rows: Sequence[Row]) -> str:
     if not rows:
         return "(no batch size measured)"
     return "\n".join([table_header(rows[0].batch), *(table_line(row, rows[0]) for row in rows)])
-
-
-def timed(call: Callable[[], T], repeats: int) -> tuple[tuple[float, ...], T]:
-    """Wall seconds of ``repeats`` calls (at least one), and the last call's result."""
-    runs: list[float] = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        result = call()
-        runs.append(time.perf_counter() - start)
-    return tuple(runs), result
 
 
 class Runner:

@@ -1,11 +1,15 @@
-"""Figures over repeated measurements: medians and percentiles."""
+"""Figures over repeated measurements: medians and percentiles, and the timing of repeated calls."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 def median(values: Sequence[float]) -> float:
@@ -21,3 +25,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def rounded(value: float | None, digits: int = 4) -> float | None:
     """``value`` rounded for a JSON file; None stays None."""
     return None if value is None else round(value, digits)
+
+
+def timed(call: Callable[[], T], repeats: int) -> tuple[tuple[float, ...], T]:
+    """Wall seconds of ``repeats`` calls (at least one), and the last call's result."""
+    runs: list[float] = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        result = call()
+        runs.append(time.perf_counter() - start)
+    return tuple(runs), result

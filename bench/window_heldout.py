@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,12 +34,11 @@ from bench.common import (
     add_file_options,
     audio_dir,
     bench_main,
-    config_path,
     finish,
     git_commit,
     load_average,
-    load_config,
-    server_service,
+    own_cpu_seconds,
+    served_model,
     write_results,
 )
 from bench.crossval import grid
@@ -112,11 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_path(args.config)
-    settings = load_config(config)
-    if args.model not in settings.models:
-        raise BenchError(f"--model {args.model!r} is not a model of {config}")
-    service = server_service(settings)
+    served = served_model(args.config, args.model)
+    settings, service = served.settings, served.service
     modes = {"default": service.longform_config(None), "auto": service.longform_config(ChunkingStrategy("auto"))}
     items: list[Item] = [item for item in recordings(audio_dir()) if args.only in item.name]
     if len(items) < 2:
@@ -125,16 +120,16 @@ def run(args: argparse.Namespace) -> int:
     rules = [FULL_WINDOW, *CANDIDATES]
     texts: dict[tuple[int, str, str], str] = {}
     cpu = np.zeros((len(rules), len(items)))
-    with service.manager.lease(args.model) as engine:
+    with service.manager.lease(served.model_id) as engine:
         transcribe(service, engine, modes["default"], items[0], settings.max_audio_seconds)  # warm-up
         for r, rule in enumerate(rules):
             for i, item in enumerate(items):
                 for mode, longform in modes.items():
-                    before = time.process_time()
+                    before = own_cpu_seconds()
                     texts[r, item.name, mode] = transcribe(
                         service, engine, longform, item, settings.max_audio_seconds, change=rule
                     )
-                    cpu[r, i] += time.process_time() - before
+                    cpu[r, i] += own_cpu_seconds() - before
             print(f"{label(rule) if r else '30-s window'}: {cpu[r].sum():.1f} CPU s", flush=True)
     names = [item.name for item in items]
     drift = np.array(

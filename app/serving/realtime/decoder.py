@@ -290,7 +290,9 @@ class TurnDecoder:
                         self.stats.speculative += 1
                     else:
                         self.stats.live += 1
-                    options = self._options(turn, audio.size / SAMPLE_RATE, final=kind == "speculative", anchor=anchor)
+                    options = self._options(
+                        turn, audio.size / SAMPLE_RATE, final=kind == "speculative", anchor=anchor, said=said
+                    )
                     started = time.perf_counter()
                     heard = await self._decode(turn, kind, audio, options)
                     if kind == "live":
@@ -325,7 +327,7 @@ class TurnDecoder:
                 reservation = self._models.slots(self._model_id or "").reserve(admitted=True)
                 async with reservation.running():
                     self.stats.final += 1
-                    options = self._options(turn, committed.audio.size / SAMPLE_RATE, final=True, anchor=Anchor())
+                    options = self._options(turn, committed.audio.size / SAMPLE_RATE, final=True)
                     decoded = await self._decode(turn, "final", committed.audio, options, gate=committed.gate)
                 if decoded is None:
                     raise DecodingCancelled("the session ended before the turn was transcribed")
@@ -361,8 +363,16 @@ class TurnDecoder:
 
     # --- helpers -------------------------------------------------------------------------------------
 
-    def _options(self, turn: Turn, seconds: float, *, final: bool, anchor: Anchor) -> DecodeOptions:
-        """Options for a decode of ``turn`` from ``anchor`` on (the words before it are its prompt)."""
+    def _options(
+        self,
+        turn: Turn,
+        seconds: float,
+        *,
+        final: bool,
+        anchor: Anchor | None = None,
+        said: list[str] | None = None,
+    ) -> DecodeOptions:
+        """Options for a decode of ``turn`` from ``anchor`` on, after the shown words ``said`` (its prompt)."""
         assert self._model_id is not None
         decoding = turn.decoding
         return decode_options(
@@ -371,8 +381,8 @@ class TurnDecoder:
             seconds=seconds,
             final=final,
             beam_size=self._models.beam_size(self._model_id),
-            detected_language=decoding.language or anchor.language,
-            said=decoding.agreement.committed[: anchor.words],
+            detected_language=decoding.language or (anchor.language if anchor else None),
+            said=said,
         )
 
     @property
