@@ -174,6 +174,15 @@ class RealtimeConfig(BaseModel):
         description="The same for the live (greedy) decodes of a growing turn, whose words need two agreeing "
         "hypotheses anyway; null: full window.",
     )
+    live_window_step_seconds: float | None = Field(
+        None,
+        ge=0.5,
+        le=30,
+        description="On a model that batches: round the live decodes' windows up to a multiple of this (e.g. 2.5: "
+        "less encoding for short turns, but fewer decodes of one length to batch together); null: 10, 20 or 30 s "
+        "like file requests'. Ignored by models that do not batch. On 2 CPU cores neither gave 8 sessions their "
+        "latency (bench/README.md).",
+    )
     client_secret_seconds: int = Field(
         600, ge=10, le=7200, description="Default lifetime of a `/v1/realtime/client_secrets` secret."
     )

@@ -52,6 +52,7 @@ from bench.common import (
     run_server,
     server_config,
 )
+from bench.concurrency.profile import batch_profile, read_batch_metrics
 from bench.speech import wer
 from bench.stats import percentile
 from bench.tables import render_table
@@ -220,17 +221,25 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     headers = ["model", "sessions", "recordings", "turns", "first delta p50/p95 s", "completed p50/p95 s",
-               "CPU s / audio s", "keeps real time"]  # fmt: skip
+               "CPU s / audio s", "batch enc/gen", "keeps real time"]  # fmt: skip
     cells = [
         [
             row["model"], str(row["sessions"]), row["recordings"], f"{row['turns']} ({row['incomplete_turns']} open)",
             f"{fmt(row['first_delta_p50_s'])} / {fmt(row['first_delta_p95_s'])}",
             f"{fmt(row['completion_p50_s'])} / {fmt(row['completion_p95_s'])}",
-            fmt(row["cpu_s_per_audio_s"]), "yes" if row["keeps_real_time"] else "no",
+            fmt(row["cpu_s_per_audio_s"]), batch_means(row.get("batch_mean")),
+            "yes" if row["keeps_real_time"] else "no",
         ]
         for row in rows
     ]  # fmt: skip
     return render_table(headers, cells)
+
+
+def batch_means(means: dict[str, float] | None) -> str:
+    """Mean batch sizes of the encoder and decoder calls over a level ("-" when the model does not batch)."""
+    if not means:
+        return "-"
+    return f"{fmt(means.get('encode'), 1)}/{fmt(means.get('generate'), 1)}"
 
 
 def wer_of(reference_path: Path, text: str) -> float | None:
@@ -278,10 +287,13 @@ def run(args: argparse.Namespace) -> int:
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
                 for sessions in args.sessions or range(2, args.max_sessions + 1):
+                    metrics_before = read_batch_metrics(server.base_url)
                     level = asyncio.run(
                         run_level(f"{server.base_url}/v1", server.process.pid, model, sessions, audio, args.recording)
                     )
                     row = level.row() | {"recordings": ", ".join(LABELS[r.recording] for r in level.results)}
+                    profile = batch_profile(metrics_before, read_batch_metrics(server.base_url))
+                    row["batch_mean"] = None if profile is None else dict(profile.batch_mean)
                     row["harvard_wer"] = next(
                         (wer_of(directory / "en_osr_harvard72_8k.txt", r.transcript)
                          for r in level.results if r.recording == RECORDINGS[0]), None)  # fmt: skip

@@ -53,6 +53,9 @@ class DecodeOptions:
     # With a shortened window: round its length up to 10, 20 or 30 s (file requests; realtime turns keep
     # their exact padding, measured on their own)
     round_encoder_window: bool = True
+    # When the model batches: round a shortened window up to a multiple of this many seconds instead of
+    # 10, 20 or 30 s (live decodes: finer steps cost less encoding, and still let sessions share decodes)
+    batch_window_step_seconds: float | None = None
     max_new_tokens: int | None = None  # per 30-s window; None: Whisper's own limit
     priority: BatchPriority = BatchPriority.NORMAL  # only matters when the model batches requests
 

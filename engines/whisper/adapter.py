@@ -167,6 +167,7 @@ def install_window_decoder(
 # (3.4 % WER; some a hallucinated last word), rounded up to these in 2 (0.5 %: a comma and a name), at
 # no more CPU. Windows of one length also share an encoder batch when the model batches.
 WINDOW_BUCKET_FRAMES = (1000, 2000, 3000)
+FULL_WINDOW_FRAMES = 3000
 
 
 def trim_padding(features: StorageView, padding_frames: int, buckets: tuple[int, ...] = ()) -> StorageView:
@@ -208,6 +209,7 @@ class ModelCalls:
     generations: list[Generation] = field(default_factory=list)
     padding_frames: int | None = None
     round_windows: bool = True  # shortened windows rounded up to WINDOW_BUCKET_FRAMES (always when batching)
+    batch_step_frames: int | None = None  # when batching: round up to multiples of this instead
     batcher: Batcher | None = None
     priority: BatchPriority = BatchPriority.NORMAL
     sot: int = -1
@@ -233,8 +235,7 @@ class ModelCalls:
     def encode(self, features: StorageView, to_cpu: bool = False) -> StorageView:
         self._check_cancel()
         if self.padding_frames is not None and not self._untrimmed:
-            buckets = WINDOW_BUCKET_FRAMES if self.round_windows or self.batcher is not None else ()
-            features = trim_padding(features, self.padding_frames, buckets)
+            features = trim_padding(features, self.padding_frames, self._buckets())
         if self.batcher is None:
             return self.inner.encode(features, to_cpu=to_cpu)
         return self._submit(batch_ops.ENCODE, batch_ops.encode_key(features, to_cpu), (features, to_cpu))
@@ -245,7 +246,8 @@ class ModelCalls:
             results: list[GenerationResult] = self.inner.generate(encoder_output, prompts, **kwargs)
         else:
             key = batch_ops.generate_key(encoder_output, prompts[0], self.sot, kwargs)
-            results = [self._submit(batch_ops.GENERATE, key, (encoder_output, prompts[0]))]
+            payload = (encoder_output, prompts[0], kwargs.get("max_length"))
+            results = [self._submit(batch_ops.GENERATE, key, payload)]
         for result in results:
             self.generations.append(Generation(encoder_output, list(prompts[0]), list(result.sequences_ids[0])))
         del self.generations[:-16]  # only the current window's fallbacks are ever looked up
@@ -284,6 +286,14 @@ class ModelCalls:
         """No more calls from this request (the batcher stops waiting for them)."""
         if self.batcher is not None:
             self.batcher.leave(self)
+
+    def _buckets(self) -> tuple[int, ...]:
+        """The window lengths a shortened window is rounded up to (batched calls need equal lengths)."""
+        if self.batcher is not None and self.batch_step_frames:
+            return tuple(
+                range(self.batch_step_frames, FULL_WINDOW_FRAMES + self.batch_step_frames, self.batch_step_frames)
+            )
+        return WINDOW_BUCKET_FRAMES if self.round_windows or self.batcher is not None else ()
 
     def _submit(self, op: str, key: Any, payload: Any) -> Any:
         assert self.batcher is not None

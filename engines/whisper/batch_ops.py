@@ -5,7 +5,10 @@ Items share a batch only when the batched call gives each of them what it would 
 - ``encode``: the same feature shape (a batch is one tensor);
 - ``generate``: the same encoder shape, the same decoding options, and prompts of the same length
   with the start-of-transcript token at the same place (CTranslate2 decodes a batch in lockstep
-  from one start position; a window conditioned on different previous text rarely matches);
+  from one start position; a window conditioned on different previous text rarely matches).
+  Greedy decodes may differ in ``max_length`` (each window's token budget follows its audio): the
+  batch runs to the largest, and an item whose result comes near its own limit is decoded again
+  alone with it (greedy tokens up to the limit do not depend on it, so all others are exact);
 - ``detect_language``: the same encoder shape;
 - ``align`` (word timings, log-prob scoring) never shares a batch (``OP_LIMITS``): batched
   alignments of texts of different lengths gave other word timings (and, through the timings that
@@ -42,9 +45,40 @@ def encode_key(features: Any, to_cpu: bool) -> Hashable:
     return (tuple(features.shape), to_cpu)
 
 
+def is_greedy(kwargs: dict[str, Any]) -> bool:
+    """One hypothesis, always the most likely token (CTranslate2's defaults: beam 5, top-1)."""
+    return bool(
+        kwargs.get("beam_size", 5) == 1 and kwargs.get("sampling_topk", 1) == 1 and kwargs.get("num_hypotheses", 1) == 1
+    )
+
+
 def generate_key(encoder_output: Any, prompt: Sequence[int], sot: int, kwargs: dict[str, Any]) -> Hashable:
     sot_at = list(prompt).index(sot) if sot in prompt else -1
-    return (tuple(encoder_output.shape[1:]), sot_at, len(prompt), _frozen(kwargs))
+    shared = dict(kwargs)
+    if is_greedy(kwargs) and "max_length" in shared:
+        shared["max_length"] = None  # each item's own limit travels with it (see the module's docstring)
+    return (tuple(encoder_output.shape[1:]), sot_at, len(prompt), _frozen(shared))
+
+
+def token_room(max_length: int, prompt_length: int) -> int:
+    """A lower bound on the tokens CTranslate2 4.x's Whisper generates before ``max_length`` stops it
+    (measured: min(max_length - prompt + 1, max_length // 2)); a result this long may have been cut."""
+    return max(0, min(max_length - prompt_length, max_length // 2) - 1)
+
+
+def _limited_generate(model: Any, key: tuple[Any, ...], payloads: Sequence[Any]) -> list[Any]:
+    kwargs = {name: _thawed(value) for name, value in key[3]}
+    limits = [p[2] for p in payloads]
+    shared_limit = "max_length" in kwargs and kwargs["max_length"] is None
+    if shared_limit:
+        kwargs["max_length"] = max(limits)
+    results = list(model.generate(stack([p[0] for p in payloads]), [list(p[1]) for p in payloads], **kwargs))
+    if not shared_limit or len(payloads) == 1:
+        return results
+    for i, (encoder_output, prompt, limit) in enumerate(payloads):
+        if limit < kwargs["max_length"] and len(results[i].sequences_ids[0]) >= token_room(limit, len(prompt)):
+            results[i] = model.generate(encoder_output, [list(prompt)], **(kwargs | {"max_length": limit}))[0]
+    return results
 
 
 def detect_key(encoder_output: Any) -> Hashable:
@@ -92,9 +126,7 @@ class WhisperBatchOps:
             return split(self.model.encode(features, to_cpu=payloads[0][1]), len(payloads))
         if op == GENERATE:
             assert isinstance(key, tuple)
-            kwargs = {name: _thawed(value) for name, value in key[3]}
-            encoder_output = stack([p[0] for p in payloads])
-            return list(self.model.generate(encoder_output, [list(p[1]) for p in payloads], **kwargs))
+            return _limited_generate(self.model, key, payloads)
         if op == DETECT_LANGUAGE:
             return list(self.model.detect_language(stack(list(payloads))))
         if op == ALIGN:  # one item per call (OP_LIMITS)

@@ -88,6 +88,8 @@ class WhisperEngine:
         if options.encoder_padding_seconds is not None:
             recorder.padding_frames = round(options.encoder_padding_seconds * FRAMES_PER_SECOND)
             recorder.round_windows = options.round_encoder_window
+            if options.batch_window_step_seconds is not None:
+                recorder.batch_step_frames = round(options.batch_window_step_seconds * FRAMES_PER_SECOND)
         # Deterministic re-decodes instead of sampled ones, and loop checks (engines/whisper/fallback.py).
         model, _ = request_model(
             self.model,

@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.serving.factory import model_specs
 from app.settings import DEFAULT_CONFIG, load_settings
-from bench.batching_check import compare, synthetic_clips
+from bench.batching_check import BatchSizes, compare, synthetic_clips
 from engines.spec import LoadContext
 from engines.types import DecodeOptions
+from engines.whisper import batch_ops
 from engines.whisper.loading import load_whisper
 from tests.audio import LONG_TEXT, espeak, repeat_audio, shared_audio_dir, wer
 from tests.diarization_audio import pyannote_sample
@@ -258,3 +259,59 @@ def test_batched_equals_alone_with_words_and_logprobs(tmp_path: Path) -> None:
     finally:
         batched.close()
     assert [name for name, same, _ in rows if not same] == []
+
+
+def test_greedy_decodes_with_different_token_limits_share_batches_and_equal_alone(tmp_path: Path) -> None:
+    """In process, tiny.en: live-style greedy decodes of clips of different lengths (so different token
+    budgets, as each window's follows its audio) share decoder batches and still give what each gives alone."""
+    settings = load_settings(DEFAULT_CONFIG)
+    spec = model_specs(settings)["tiny.en"]
+    plain = load_whisper(replace(spec, batching=False), LoadContext(MODEL_CACHE, offline=True))
+    sizes = BatchSizes()
+    batched = load_whisper(
+        replace(spec, batching=True, batch_wait_ms=50.0), LoadContext(MODEL_CACHE, offline=True, observer=sizes)
+    )
+    try:
+        clips = synthetic_clips(6, tmp_path)
+        # 10-s steps: the same windows as the unbatched engine's 10/20/30-s rounding
+        options = DecodeOptions(
+            beam_size=1,
+            temperatures=(0.0,),
+            encoder_padding_seconds=5.0,
+            batch_window_step_seconds=10.0,
+            full_window_guard=False,
+        )
+        rows = compare(plain, batched, clips, options)
+    finally:
+        batched.close()
+    assert [name for name, same, _ in rows if not same] == []
+    assert any(op == "generate" and size > 1 for op, size in sizes.seen), sizes.seen
+
+
+def test_a_greedy_item_cut_by_its_own_token_limit_gets_what_it_gets_alone(tmp_path: Path) -> None:
+    """Real CTranslate2, tiny.en: one window decoded greedily beside a copy with room to spare, at every
+    limit from a few tokens to past its natural end, equals the same window decoded alone at that limit
+    (the batch runs to the larger limit; a result that may have been cut is decoded again)."""
+    import ctranslate2
+    import numpy as np
+
+    settings = load_settings(DEFAULT_CONFIG)
+    engine = load_whisper(
+        replace(model_specs(settings)["tiny.en"], batching=False), LoadContext(MODEL_CACHE, offline=True)
+    )
+    ((_, audio),) = synthetic_clips(1, tmp_path)
+    whisper = engine.model
+    features = whisper.feature_extractor(audio)[None, :, :1000].astype(np.float32)  # a 6-s sentence, 10-s window
+    encoded = whisper.model.encode(ctranslate2.StorageView.from_array(features))
+    prompt = [whisper.hf_tokenizer.token_to_id(t) for t in ("<|startoftranscript|>", "<|notimestamps|>")]
+    ops = batch_ops.WhisperBatchOps(whisper.model)
+    kwargs = {"beam_size": 1, "max_length": 448, "return_scores": True}
+    natural = len(whisper.model.generate(encoded, [prompt], **kwargs)[0].sequences_ids[0])
+    # CTranslate2 stops a greedy decode at about half of max_length: every few limits while that cuts the
+    # result, then each one around where it stops cutting
+    for limit in [*range(len(prompt) + 2, 2 * natural - 12, 7), *range(2 * natural - 12, 2 * natural + 8)]:
+        alone = whisper.model.generate(encoded, [prompt], **(kwargs | {"max_length": limit}))[0]
+        key = batch_ops.generate_key(encoded, prompt, prompt[0], kwargs | {"max_length": limit})
+        together = ops(batch_ops.GENERATE, key, [(encoded, prompt, limit), (encoded, prompt, 448)])
+        assert together[0].sequences_ids == alone.sequences_ids, limit
+        assert together[0].scores == pytest.approx(alone.scores), limit

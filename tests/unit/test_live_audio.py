@@ -14,9 +14,11 @@ from app.serving.realtime.config import SessionConfig, TranscriptionConfig
 from app.serving.realtime.decode_options import decode_options
 from app.settings import RealtimeConfig
 from engines.audio import SAMPLE_RATE
+from engines.batching import Batcher
 from engines.live.codecs import ALAW_TABLE, ULAW_TABLE, Denoise, StreamConverter, decode_g711
 from engines.live.vad_stream import FRAME_SAMPLES, SileroScorer, StreamingVad
-from engines.whisper.adapter import trim_padding
+from engines.whisper import batch_ops
+from engines.whisper.adapter import ModelCalls, trim_padding
 
 
 @pytest.mark.parametrize(("law", "ffmpeg_format"), [("pcmu", "mulaw"), ("pcma", "alaw")])
@@ -129,3 +131,45 @@ def test_realtime_turns_keep_their_exact_padding_and_live_decodes_skip_the_guard
     assert final.full_window_guard and not live.full_window_guard
     assert final.encoder_padding_seconds == limits.encoder_padding_seconds
     assert live.encoder_padding_seconds == limits.live_encoder_padding_seconds
+    assert live.batch_window_step_seconds == limits.live_window_step_seconds and final.batch_window_step_seconds is None
+
+
+def test_on_a_batching_model_live_windows_round_to_their_finer_steps() -> None:
+    """Live decodes of several sessions share decoder batches only at one window length: on a model that
+    batches they are rounded to multiples of the live step; without a batcher the step is ignored."""
+    features = np.zeros((1, 80, 3000), np.float32)
+    features[:, :, :250] = -0.5  # 2.5 s of audio, 5 s of padding kept: 7.5 s
+    view = ctranslate2.StorageView.from_array(features)
+    shapes: list[tuple[int, ...]] = []
+
+    class Inner:
+        def encode(self, features: object, to_cpu: bool = False) -> object:
+            shapes.append(tuple(np.asarray(features).shape))
+            return features
+
+    batcher = Batcher(lambda op, key, payloads: [Inner().encode(p[0]) for p in payloads])
+    try:
+        for step, with_batcher, expected in ((250, True, 750), (400, True, 800), (250, False, 750), (None, True, 1000)):
+            calls = ModelCalls(
+                Inner(), None, padding_frames=500, round_windows=False, batcher=batcher if with_batcher else None
+            )
+            calls.batch_step_frames = step
+            calls.encode(view)
+            assert shapes[-1] == (1, 80, expected), (step, with_batcher)
+    finally:
+        batcher.close()
+
+
+def test_greedy_decodes_with_different_token_limits_share_a_batch_key_and_beam_searches_do_not() -> None:
+    encoded = np.zeros((1, 500, 512), np.float32)
+    prompt = [50258, 50259, 50359]
+    greedy = {"beam_size": 1, "patience": 1.0, "return_scores": True}
+    beam = {"beam_size": 5, "patience": 1.0, "return_scores": True}
+
+    def key(kwargs: dict[str, object], limit: int) -> object:
+        return batch_ops.generate_key(encoded, prompt, 50258, kwargs | {"max_length": limit})
+
+    assert key(greedy, 40) == key(greedy, 120)
+    assert key(beam, 40) != key(beam, 120)
+    assert key(greedy, 40) != key(greedy | {"suppress_blank": False}, 40)
+    assert batch_ops.token_room(10, 3) <= 5 and batch_ops.token_room(448, 3) <= 224  # measured on CTranslate2 4.x

@@ -47,6 +47,7 @@ def decode_options(
         encoder_padding_seconds=limits.encoder_padding_seconds if final else limits.live_encoder_padding_seconds,
         full_window_guard=final,  # a live decode is replaced by the next one; it is not worth a second decode
         round_encoder_window=False,  # turns keep the exact padding their settings were measured with
+        batch_window_step_seconds=None if final else limits.live_window_step_seconds,
         max_new_tokens=min(math.ceil(per_second * seconds) + extra, MAX_TOKENS_PER_WINDOW),
         priority=BatchPriority.FINAL if final else BatchPriority.BACKGROUND,
     )
