@@ -53,6 +53,7 @@ from bench.common import (
     server_config,
 )
 from bench.concurrency.profile import batch_profile, read_batch_metrics
+from bench.concurrency.rows import Profile
 from bench.speech import wer
 from bench.stats import percentile
 from bench.tables import render_table
@@ -154,6 +155,19 @@ class Level:
     def turns(self) -> list[Turn]:
         return [t for r in self.results for t in r.turns.values()]
 
+    @classmethod
+    def pooled(cls, levels: Sequence[Level]) -> Level:
+        """Several runs of one level as one: every session's turns, the CPU and audio summed."""
+        first = levels[0]
+        return cls(
+            first.model,
+            first.sessions,
+            [r for level in levels for r in level.results],
+            sum(level.audio_seconds for level in levels),
+            sum(level.cpu_seconds for level in levels),
+            sum(level.wall_seconds for level in levels),
+        )
+
     def completion(self) -> list[float]:
         return [t.completed - t.stopped for t in self.turns() if t.completed and t.stopped]
 
@@ -235,6 +249,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return render_table(headers, cells)
 
 
+def level_row(level: Level, directory: Path, profile: Profile | None, label: str) -> dict[str, Any]:
+    """A capacity level's table row, with its batch sizes and the Harvard sessions' WER."""
+    recordings = ", ".join(LABELS[r.recording] for r in level.results[: level.sessions])
+    row = level.row() | {"recordings": recordings + label}
+    row["batch_mean"] = None if profile is None else dict(profile.batch_mean)
+    row["harvard_wer"] = next(
+        (wer_of(directory / "en_osr_harvard72_8k.txt", r.transcript)
+         for r in level.results if r.recording == RECORDINGS[0]), None)  # fmt: skip
+    return row
+
+
 def batch_means(means: dict[str, float] | None) -> str:
     """Mean batch sizes of the encoder and decoder calls over a level ("-" when the model does not batch)."""
     if not means:
@@ -287,18 +312,24 @@ def run(args: argparse.Namespace) -> int:
                     rows.append(row)
                     print(table([row]).splitlines()[-1], flush=True)
                 for sessions in args.sessions or range(2, args.max_sessions + 1):
-                    metrics_before = read_batch_metrics(server.base_url)
-                    level = asyncio.run(
-                        run_level(f"{server.base_url}/v1", server.process.pid, model, sessions, audio, args.recording)
-                    )
-                    row = level.row() | {"recordings": ", ".join(LABELS[r.recording] for r in level.results)}
-                    profile = batch_profile(metrics_before, read_batch_metrics(server.base_url))
-                    row["batch_mean"] = None if profile is None else dict(profile.batch_mean)
-                    row["harvard_wer"] = next(
-                        (wer_of(directory / "en_osr_harvard72_8k.txt", r.transcript)
-                         for r in level.results if r.recording == RECORDINGS[0]), None)  # fmt: skip
-                    rows.append(row)
-                    print(table([row]).splitlines()[-1], flush=True)
+                    runs = []
+                    for run_index in range(args.repeat):
+                        metrics_before = read_batch_metrics(server.base_url)
+                        level = asyncio.run(
+                            run_level(
+                                f"{server.base_url}/v1", server.process.pid, model, sessions, audio, args.recording
+                            )
+                        )
+                        profile = batch_profile(metrics_before, read_batch_metrics(server.base_url))
+                        label = "" if args.repeat == 1 else f" (run {run_index + 1} of {args.repeat})"
+                        rows.append(level_row(level, directory, profile, label))
+                        print(table([rows[-1]]).splitlines()[-1], flush=True)
+                        runs.append(level)
+                    if args.repeat > 1:
+                        # Single runs of one level scatter widely: every turn of every run in one row.
+                        level = Level.pooled(runs)
+                        rows.append(level_row(level, directory, None, f" (all {args.repeat} runs pooled)"))
+                        print(table([rows[-1]]).splitlines()[-1], flush=True)
                     if not level.keeps_real_time and not args.all_levels:
                         break
             # The server's log holds each session's decode counts (live, speculative, final, waits).
@@ -314,6 +345,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["tiny.en", "base"], help="local models (embedded) to run")
@@ -326,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--model-settings",
         default="{}",
         help='JSON of models.<id> keys to change, e.g. \'{"batching": true, "max_concurrency": 16}\'',
+    )
+    parser.add_argument(
+        "--repeat", type=positive, default=1, help="runs of each capacity level, then one row of all their turns pooled"
     )
     parser.add_argument("--all-levels", action="store_true", help="keep going after a level misses real time")
     parser.add_argument("--out", type=Path, help="JSON results file (default: bench/results/realtime-<time>.json)")

@@ -163,8 +163,8 @@ def test_on_a_batching_model_live_windows_round_to_their_finer_steps() -> None:
 def test_greedy_decodes_with_different_token_limits_share_a_batch_key_and_beam_searches_do_not() -> None:
     encoded = np.zeros((1, 500, 512), np.float32)
     prompt = [50258, 50259, 50359]
-    greedy = {"beam_size": 1, "patience": 1.0, "return_scores": True}
-    beam = {"beam_size": 5, "patience": 1.0, "return_scores": True}
+    greedy: dict[str, object] = {"beam_size": 1, "patience": 1.0, "return_scores": True}
+    beam: dict[str, object] = {"beam_size": 5, "patience": 1.0, "return_scores": True}
 
     def key(kwargs: dict[str, object], limit: int) -> object:
         return batch_ops.generate_key(encoded, prompt, 50258, kwargs | {"max_length": limit})
