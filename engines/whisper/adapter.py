@@ -167,7 +167,7 @@ def install_window_decoder(
 # (3.4 % WER; some a hallucinated last word), rounded up to these in 2 (0.5 %: a comma and a name), at
 # no more CPU. Windows of one length also share an encoder batch when the model batches.
 WINDOW_BUCKET_FRAMES = (1000, 2000, 3000)
-FULL_WINDOW_FRAMES = 3000
+FULL_WINDOW_FRAMES = WINDOW_BUCKET_FRAMES[-1]  # Whisper's own 30 s
 
 
 def trim_padding(features: StorageView, padding_frames: int, buckets: tuple[int, ...] = ()) -> StorageView:

@@ -68,10 +68,9 @@ def token_room(max_length: int, prompt_length: int) -> int:
 
 def _limited_generate(model: Any, key: tuple[Any, ...], payloads: Sequence[Any]) -> list[Any]:
     kwargs = {name: _thawed(value) for name, value in key[3]}
-    limits = [p[2] for p in payloads]
-    shared_limit = "max_length" in kwargs and kwargs["max_length"] is None
+    shared_limit = "max_length" in kwargs and kwargs["max_length"] is None  # greedy: see generate_key
     if shared_limit:
-        kwargs["max_length"] = max(limits)
+        kwargs["max_length"] = max(p[2] for p in payloads)
     results = list(model.generate(stack([p[0] for p in payloads]), [list(p[1]) for p in payloads], **kwargs))
     if not shared_limit or len(payloads) == 1:
         return results
