@@ -63,6 +63,8 @@ BATCHED = {
         "gpt-live-transcribe": {"model": "base", "usage": "tokens"},
     },
     "preload_models": ["base"],
+    # Live decodes round their windows to 2.5-s steps on this batching model (the realtime test below)
+    "realtime": {"live_window_step_seconds": 2.5},
 }
 
 
@@ -215,7 +217,8 @@ def test_a_short_request_finishes_before_a_long_one_started_first(
 async def test_live_sessions_and_a_file_request_share_the_batches(
     batched_server: RunningServer, eight_clips: list[Path], tmp_path: Path
 ) -> None:
-    """Realtime sessions' finals and speculative decodes go through the batcher beside a file request."""
+    """Realtime sessions' finals, speculative and live decodes (their windows in 2.5-s steps) go through the
+    batcher beside a file request."""
     aclient = openai.AsyncOpenAI(base_url=batched_server.v1, api_key=batched_server.api_key, max_retries=0)
     expected = SENTENCES[-3:]
     spoken = [espeak(tmp_path / f"live{i}.wav", text, voice=VOICES[i]) for i, text in enumerate(expected)]
